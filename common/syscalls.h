@@ -1,0 +1,65 @@
+// Every raw syscall() of the project, and fallback definitions of kernel
+// constants that Debian 12's headers (Linux 6.1) may lack. Each wrapper
+// returns what the syscall returns, with errno set on failure.
+#pragma once
+
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FLAG_CONTINUE
+#define SECCOMP_USER_NOTIF_FLAG_CONTINUE (1UL << 0)
+#endif
+#ifndef SECCOMP_ADDFD_FLAG_SETFD
+#define SECCOMP_ADDFD_FLAG_SETFD (1UL << 0)
+#endif
+#ifndef SECCOMP_ADDFD_FLAG_SEND
+#define SECCOMP_ADDFD_FLAG_SEND (1UL << 1)
+#endif
+#ifndef SECCOMP_IOCTL_NOTIF_ADDFD
+struct seccomp_notif_addfd {
+  __u64 id;
+  __u32 flags;
+  __u32 srcfd;
+  __u32 newfd;
+  __u32 newfd_flags;
+};
+#define SECCOMP_IOCTL_NOTIF_ADDFD \
+  _IOW(SECCOMP_IOC_MAGIC, 3, struct seccomp_notif_addfd)
+#endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS _IOW(SECCOMP_IOC_MAGIC, 4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
+struct sock_fprog;
+
+namespace keepalive::sys {
+
+int pidfd_open(int pid, unsigned flags);
+int pidfd_getfd(int pidfd, int target_fd, unsigned flags);
+int pidfd_send_signal(int pidfd, int sig, siginfo_t* info, unsigned flags);
+// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog).
+int seccomp_set_filter(unsigned flags, const struct sock_fprog* prog);
+// seccomp(SECCOMP_GET_ACTION_AVAIL, 0, &action).
+int seccomp_action_available(uint32_t action);
+// The plain socket calls, for a preload library whose real function could
+// not be resolved.
+int socket(int domain, int type, int protocol);
+int connect(int fd, const struct sockaddr* addr, socklen_t len);
+int listen(int fd, int backlog);
+
+}  // namespace keepalive::sys

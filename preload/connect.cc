@@ -1,0 +1,21 @@
+// libkeepalive.so: options on client sockets, set just before connect().
+#include <sys/socket.h>
+
+#include "common/syscalls.h"
+#include "preload/hook.h"
+
+namespace {
+using ConnectFn = int (*)(int, const struct sockaddr*, socklen_t);
+void* g_real_connect = nullptr;
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) int connect(
+    int fd, const struct sockaddr* addr, socklen_t len) {
+  // Before the call, so that TCP_SYNCNT, TCP_USER_TIMEOUT and TCP_MAXSEG
+  // already govern the handshake.
+  keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kConnect);
+  auto real = reinterpret_cast<ConnectFn>(
+      keepalive::preload::resolve_next("connect", &g_real_connect));
+  if (real == nullptr) return keepalive::sys::connect(fd, addr, len);
+  return real(fd, addr, len);
+}

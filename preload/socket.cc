@@ -1,0 +1,29 @@
+// libkeepalive_socket.so: options on every TCP socket, set right after
+// socket() returns it.
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "common/syscalls.h"
+#include "preload/hook.h"
+
+namespace {
+using SocketFn = int (*)(int, int, int);
+void* g_real_socket = nullptr;
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) int socket(int domain,
+                                                             int type,
+                                                             int protocol) {
+  auto real = reinterpret_cast<SocketFn>(
+      keepalive::preload::resolve_next("socket", &g_real_socket));
+  int fd = real != nullptr ? real(domain, type, protocol)
+                           : keepalive::sys::socket(domain, type, protocol);
+  if (fd < 0) return fd;
+  // Cheap pre-check on the arguments; classify_socket then confirms on the
+  // socket itself (protocol 0 may mean TCP or, for some stacks, not).
+  if ((domain == AF_INET || domain == AF_INET6) &&
+      (type & 0xf) == SOCK_STREAM) {
+    keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kSocket);
+  }
+  return fd;  // apply_if_tcp leaves errno as socket() set it
+}
