@@ -3,6 +3,7 @@
 // returns what the syscall returns, with errno set on failure.
 #pragma once
 
+#include <fcntl.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -62,4 +63,9 @@ int socket(int domain, int type, int protocol);
 int connect(int fd, const struct sockaddr* addr, socklen_t len);
 int listen(int fd, int backlog);
 
+}  // namespace keepalive::sys
+
+namespace keepalive::sys {
+// seccomp(SECCOMP_GET_NOTIF_SIZES, 0, sizes).
+int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes);
 }  // namespace keepalive::sys

@@ -1,0 +1,188 @@
+#include "supervisor/check.h"
+
+#include <errno.h>
+#include <linux/io_uring.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "common/syscalls.h"
+#include "common/unique_fd.h"
+#include "supervisor/filter.h"
+#include "supervisor/launch.h"
+#include "supervisor/notification_handler.h"
+#include "supervisor/strategy.h"
+
+namespace keepalive {
+namespace {
+
+std::string errno_text(int err) {
+  char buf[128];
+  return strerror_r(err, buf, sizeof buf);
+}
+
+std::string yes_no(bool yes) { return yes ? "yes" : "no"; }
+
+// What the probe child found, through its exit status.
+enum ProbeExit { kGotOptions = 0, kNoOptions = 1, kSocketFailed = 2 };
+
+struct Probe {
+  bool user_notif = false;
+  int user_notif_error = 0;
+  bool launched = false;
+  std::string launch_error;
+  bool getfd_permitted = false;
+  int getfd_error = 0;
+  bool wait_killable = false;
+  bool sync_wake_up = false;
+  bool addfd_send = false;
+  bool emulated = false;
+  int child_result = -1;
+};
+
+Probe probe_supervision() {
+  Probe probe;
+  if (sys::seccomp_action_available(SECCOMP_RET_USER_NOTIF) != 0) {
+    probe.user_notif_error = errno;
+    return probe;
+  }
+  probe.user_notif = true;
+
+  Result<Identity> own = own_identity();
+  if (!own) {
+    probe.launch_error = own.error().message();
+    return probe;
+  }
+  // The probe target is this very program, re-run as a tiny client: it
+  // makes one TCP socket and reports whether it carries SO_KEEPALIVE.
+  std::vector<std::string> command = {"/proc/self/exe", "--probe-target"};
+  PlanChooser chooser = [&](bool permitted, int err) -> Result<FilterPlan> {
+    probe.getfd_permitted = permitted;
+    probe.getfd_error = err;
+    auto program = build_filter({Mode::kSocket, Strategy::kEmulate, false});
+    if (!program) return std::unexpected(program.error());
+    return FilterPlan{std::move(*program), true, true};
+  };
+  Result<Launched> launched = launch(command, chooser);
+  if (!launched) {
+    probe.launch_error = launched.error().message();
+    return probe;
+  }
+  probe.launched = launched->exec_error == 0;
+  probe.wait_killable = launched->wait_killable_recv;
+  uint64_t flag = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
+  probe.sync_wake_up = ioctl(launched->listener.get(),
+                             SECCOMP_IOCTL_NOTIF_SET_FLAGS, flag) == 0;
+
+  NotificationHandler handler(launched->listener.get(),
+                              {Settings(), Mode::kSocket, Strategy::kEmulate,
+                               false, *own});
+  pollfd p{launched->listener.get(), POLLIN, 0};
+  if (probe.launched && poll(&p, 1, 5000) == 1 && (p.revents & POLLIN)) {
+    handler.handle_one();
+    probe.emulated = handler.stats().emulated == 1;
+    probe.addfd_send = probe.emulated && !handler.addfd_send_refused();
+  }
+  int status = 0;
+  while (waitpid(launched->pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) probe.child_result = WEXITSTATUS(status);
+  return probe;
+}
+
+}  // namespace
+
+int run_probe_target() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return kSocketFailed;
+  int on = 0;
+  socklen_t len = sizeof on;
+  getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &len);
+  return on == 1 ? kGotOptions : kNoOptions;
+}
+
+CheckReport run_check(const Config& config) {
+  std::ostringstream out;
+  utsname uts{};
+  uname(&uts);
+  out << "kernel: " << uts.release << "\n";
+
+  Probe probe = probe_supervision();
+  out << "seccomp user notification: "
+      << (probe.user_notif ? "yes"
+                           : "no (" + errno_text(probe.user_notif_error) +
+                                 "; Linux 5.0+ needed)")
+      << "\n";
+  if (probe.user_notif) {
+    if (!probe.launch_error.empty()) {
+      out << "supervised child: failed: " << probe.launch_error << "\n";
+    } else {
+      out << "supervised child: " << (probe.launched ? "started" : "exec failed")
+          << "\n";
+    }
+    out << "ADDFD with SEND (emulation, Linux 5.14+): "
+        << yes_no(probe.addfd_send)
+        << (probe.emulated && !probe.addfd_send ? " (ADDFD without SEND works)"
+                                                : "")
+        << "\n";
+    out << "emulated socket carried the options: "
+        << yes_no(probe.child_result == kGotOptions) << "\n";
+    out << "pidfd_getfd on the target (continue strategy): "
+        << (probe.getfd_permitted
+                ? "permitted"
+                : "refused (" + errno_text(probe.getfd_error) + ")")
+        << "\n";
+    out << "WAIT_KILLABLE_RECV (Linux 5.19+): " << yes_no(probe.wait_killable)
+        << "\n";
+    out << "SYNC_WAKE_UP (Linux 6.6+): " << yes_no(probe.sync_wake_up) << "\n";
+  }
+  UniqueFd thread_pidfd(sys::pidfd_open(getpid(), PIDFD_THREAD));
+  out << "PIDFD_THREAD (Linux 6.9+): " << yes_no(thread_pidfd.valid())
+      << "\n";
+  io_uring_params params{};
+  long ring = syscall(SYS_io_uring_setup, 1, &params);
+  int ring_errno = errno;
+  if (ring >= 0) close(static_cast<int>(ring));
+  out << "io_uring: "
+      << (ring >= 0 ? "available (its sockets bypass seccomp; see "
+                      "--deny-io-uring)"
+                    : "unavailable (" + errno_text(ring_errno) + ")")
+      << "\n";
+
+  bool emulation_works = probe.child_result == kGotOptions;
+  for (Mode mode : {Mode::kSocket, Mode::kConnect, Mode::kListen}) {
+    StrategyChoice choice = choose_strategy(config.strategy, mode,
+                                            probe.getfd_permitted,
+                                            probe.getfd_error);
+    out << "mode " << mode_name(mode) << ": ";
+    if (!choice.ok) {
+      out << "cannot work: " << choice.error << "\n";
+      continue;
+    }
+    out << strategy_name(choice.strategy) << " (" << choice.reason << ")";
+    if (choice.strategy == Strategy::kEmulate && !emulation_works) {
+      out << " -- but emulation failed in the probe";
+    }
+    if (!choice.degraded.empty()) out << "; degraded: " << choice.degraded;
+    out << "\n";
+  }
+
+  CheckReport report;
+  report.can_work = probe.user_notif && probe.launched &&
+                    (emulation_works || probe.getfd_permitted);
+  out << (report.can_work
+              ? "verdict: keepalive-supervise can work here\n"
+              : "verdict: keepalive-supervise cannot work here\n");
+  report.text = out.str();
+  return report;
+}
+
+}  // namespace keepalive

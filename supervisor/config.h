@@ -1,0 +1,30 @@
+// What the command line asks the supervisor to do.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/settings.h"
+
+namespace keepalive {
+
+// How options reach the target's sockets (see DESIGN-NOTES):
+//  - kEmulate: trap TCP socket() calls, create the socket in the supervisor,
+//    set the options, inject it with SECCOMP_IOCTL_NOTIF_ADDFD;
+//  - kContinue: trap connect()/listen(), copy the target's fd with
+//    pidfd_getfd, set the options, let the call continue in the kernel.
+enum class Strategy { kAuto, kEmulate, kContinue };
+
+// Returns "auto", "emulate" or "continue".
+const char* strategy_name(Strategy strategy);
+
+struct Config {
+  Settings settings;
+  Mode mode = Mode::kSocket;
+  Strategy strategy = Strategy::kAuto;
+  bool verbose = false;        // -v: decisions and one line per socket
+  bool deny_io_uring = false;  // io_uring_setup fails with ENOSYS
+  std::vector<std::string> command;
+};
+
+}  // namespace keepalive

@@ -1,0 +1,23 @@
+// Errors in syscall paths are values: the errno and what was being done.
+#pragma once
+
+#include <expected>
+#include <string>
+
+namespace keepalive {
+
+struct SysError {
+  int err = 0;          // errno value
+  std::string context;  // e.g. "pidfd_getfd(pid 12, fd 3)"
+
+  // "context: strerror(err)".
+  std::string message() const;
+};
+
+template <typename T>
+using Result = std::expected<T, SysError>;
+
+// The SysError for the current errno, with `context`.
+std::unexpected<SysError> errno_error(std::string context);
+
+}  // namespace keepalive

@@ -1,0 +1,32 @@
+// The seccomp filter installed on the target: which calls leave the kernel
+// as user notifications. Everything else, including every other
+// architecture's calls, is allowed untouched.
+#pragma once
+
+#include <linux/filter.h>
+
+#include <vector>
+
+#include "common/settings.h"
+#include "supervisor/config.h"
+#include "supervisor/error.h"
+
+namespace keepalive {
+
+struct FilterSpec {
+  Mode mode = Mode::kSocket;
+  Strategy strategy = Strategy::kEmulate;  // kEmulate or kContinue
+  bool deny_io_uring = false;
+};
+
+// Builds the BPF program with libseccomp:
+//  - kEmulate: socket() with domain AF_INET/AF_INET6, (type & 0xf) ==
+//    SOCK_STREAM and protocol 0, IPPROTO_TCP or IPPROTO_MPTCP, checked in BPF
+//    so that no other socket() call leaves the kernel;
+//  - kContinue: connect() in connect and socket modes, listen() in listen
+//    and socket modes;
+//  - io_uring_setup: a notification (the supervisor warns once), or ENOSYS
+//    in the filter itself when deny_io_uring.
+Result<std::vector<sock_filter>> build_filter(const FilterSpec& spec);
+
+}  // namespace keepalive

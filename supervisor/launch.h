@@ -1,0 +1,49 @@
+// Starting the target under the filter.
+//
+// The child blocks until the parent has probed it and sent the filter, sets
+// PR_SET_PDEATHSIG, no_new_privs (unless told not to), installs the filter
+// with a new listener, hands the listener to the parent over a socketpair
+// (SCM_RIGHTS), closes its own copy and execs. Between installing the filter
+// and the hand-off it makes no trapped call, so it cannot deadlock on itself.
+#pragma once
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "supervisor/error.h"
+
+namespace keepalive {
+
+// What the child installs.
+struct FilterPlan {
+  std::vector<sock_filter> program;
+  bool no_new_privs = true;
+  bool wait_killable_recv = true;  // dropped if the kernel refuses it
+};
+
+// Chooses the plan once the child exists. `getfd_permitted` says whether
+// pidfd_getfd on the child worked (false: refused, e.g. by a container
+// runtime's seccomp profile or Yama), so the choice matches reality.
+using PlanChooser =
+    std::function<Result<FilterPlan>(bool getfd_permitted, int getfd_error)>;
+
+struct Launched {
+  pid_t pid = -1;
+  UniqueFd pidfd;     // the child; readable once it exits
+  UniqueFd listener;  // the seccomp notification fd
+  bool wait_killable_recv = false;  // what the kernel accepted
+  int exec_error = 0;  // errno of a failed exec; the child then exits 127
+};
+
+// Forks and starts `command` (looked up in PATH). A failure before the
+// filter is in place returns an error; the child, if any, is killed and
+// reaped. An exec failure is not an error: see Launched::exec_error.
+Result<Launched> launch(const std::vector<std::string>& command,
+                        const PlanChooser& choose_plan);
+
+}  // namespace keepalive

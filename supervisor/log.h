@@ -1,0 +1,15 @@
+// Messages from the supervisor: one write() per line on stderr, prefixed
+// with the program name, so they never interleave with the target's output.
+#pragma once
+
+#include <string>
+
+namespace keepalive {
+
+// Writes "keepalive-supervise: <text>\n" to stderr.
+void log_line(const std::string& text);
+
+// Sink for parse_settings warnings (ctx unused).
+void log_warning_sink(const char* line, void* ctx);
+
+}  // namespace keepalive

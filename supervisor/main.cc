@@ -1,0 +1,39 @@
+// keepalive-supervise: the command line over the supervisor engine.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "supervisor/check.h"
+#include "supervisor/cli.h"
+#include "supervisor/log.h"
+#include "supervisor/supervisor.h"
+
+namespace {
+const char* lookup_env(const char* name, void*) { return getenv(name); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Internal: the child that --check supervises.
+  if (argc == 2 && strcmp(argv[1], "--probe-target") == 0) {
+    return keepalive::run_probe_target();
+  }
+  keepalive::CliResult cli = keepalive::parse_command_line(
+      argc, argv, lookup_env, nullptr, keepalive::log_warning_sink, nullptr);
+  switch (cli.action) {
+    case keepalive::CliAction::kUsageError:
+      keepalive::log_line(cli.text);
+      return keepalive::kExitUsage;
+    case keepalive::CliAction::kHelp:
+    case keepalive::CliAction::kVersion:
+      fputs(cli.text.c_str(), stdout);
+      return 0;
+    case keepalive::CliAction::kCheck: {
+      keepalive::CheckReport report = keepalive::run_check(cli.config);
+      fputs(report.text.c_str(), stdout);
+      return report.can_work ? 0 : 1;
+    }
+    case keepalive::CliAction::kRun:
+      break;
+  }
+  return keepalive::run_supervisor(cli.config);
+}

@@ -1,0 +1,218 @@
+#include "supervisor/notification_handler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <seccomp.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include <utility>
+
+#include "common/socket_options.h"
+#include "common/syscalls.h"
+#include "common/unique_fd.h"
+#include "supervisor/log.h"
+
+namespace keepalive {
+namespace {
+
+std::string describe(const ApplyReport& report, pid_t pid,
+                     const char* how) {
+  char line[512];
+  format_applied(report, line, sizeof line);
+  return "pid " + std::to_string(pid) + " " + line + " [" + how + "]";
+}
+
+void log_failures(const ApplyReport& report) {
+  for_each_failure(
+      report, [](const char* line, void*) { log_line(line); }, nullptr);
+}
+
+}  // namespace
+
+NotificationHandler::NotificationHandler(int listener, HandlerOptions options)
+    : listener_(listener), options_(std::move(options)) {
+  seccomp_notif_sizes sizes{};
+  if (sys::seccomp_notif_sizes(&sizes) == 0) {
+    req_size_ = sizes.seccomp_notif;
+    resp_size_ = sizes.seccomp_notif_resp;
+  }
+  // Sized by the kernel, never by sizeof: newer kernels may grow them.
+  if (seccomp_notify_alloc(&req_, &resp_) != 0) {
+    req_ = nullptr;
+    resp_ = nullptr;
+  }
+}
+
+NotificationHandler::~NotificationHandler() {
+  if (req_ != nullptr) seccomp_notify_free(req_, resp_);
+}
+
+void NotificationHandler::handle_one() {
+  if (req_ == nullptr) return;
+  // RECV fails with EINVAL unless the buffer is zeroed.
+  memset(req_, 0, req_size_ > 0 ? req_size_ : sizeof *req_);
+  if (seccomp_notify_receive(listener_, req_) != 0) {
+    // ENOENT: the target was killed or its call interrupted after poll said
+    // readable. Nothing to answer.
+    ++stats_.vanished;
+    return;
+  }
+  ++stats_.received;
+  const seccomp_notif& req = *req_;
+  if (req.data.nr == SYS_socket) {
+    emulate_socket(req);
+  } else if (req.data.nr == SYS_connect) {
+    apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
+                                                       : Mode::kConnect);
+  } else if (req.data.nr == SYS_listen) {
+    apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
+                                                       : Mode::kListen);
+  } else if (req.data.nr == SYS_io_uring_setup) {
+    note_io_uring(req);
+  } else {
+    let_through(req.id);
+  }
+}
+
+void NotificationHandler::emulate_socket(const seccomp_notif& req) {
+  int domain = static_cast<int>(req.data.args[0]);
+  int type = static_cast<int>(req.data.args[1]);
+  int protocol = static_cast<int>(req.data.args[2]);
+
+  // The socket we create carries our credentials and lives in our network
+  // namespace; handing it to a target with others would give it what it
+  // could not have made itself.
+  if (req.pid == 0) {
+    warn_once("pidns", "a task outside the supervisor's pid namespace made a "
+                       "TCP socket; it gets no options");
+    return let_through(req.id);
+  }
+  Result<Identity> identity = task_identity(static_cast<pid_t>(req.pid));
+  if (!still_valid(req.id)) return;
+  if (!identity) return let_through(req.id);
+  if (*identity != options_.own) {
+    warn_once("identity:" + std::to_string(req.pid),
+              "pid " + std::to_string(req.pid) +
+                  " runs with other credentials or in another network "
+                  "namespace than the supervisor; its TCP sockets get no "
+                  "options (use --strategy continue to cover it)");
+    return let_through(req.id);
+  }
+
+  // SOCK_CLOEXEC here only protects our copy; the target's copy gets
+  // O_CLOEXEC below exactly when it asked for it. SOCK_NONBLOCK travels
+  // with the open file.
+  UniqueFd sock(::socket(domain, type | SOCK_CLOEXEC, protocol));
+  if (!sock.valid()) {
+    // Our own limits (RLIMIT_NOFILE, memory) are not the target's: let the
+    // kernel run the call as the target.
+    return let_through(req.id);
+  }
+  ApplyReport report = apply_to(sock.get(), options_.settings, options_.mode);
+
+  seccomp_notif_addfd addfd{};
+  addfd.id = req.id;
+  addfd.flags = addfd_send_refused_ ? 0 : SECCOMP_ADDFD_FLAG_SEND;
+  addfd.srcfd = static_cast<__u32>(sock.get());
+  addfd.newfd_flags = (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0;
+  int target_fd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+  if (target_fd < 0 && errno == EINVAL && !addfd_send_refused_) {
+    addfd_send_refused_ = true;  // Linux 5.9-5.13: add, then answer
+    addfd.flags = 0;
+    target_fd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+  }
+  if (target_fd < 0) {
+    if (errno == ENOENT) {
+      // Interrupted by a signal: not an error; with SA_RESTART the call
+      // comes back as a new notification.
+      ++stats_.vanished;
+      return;
+    }
+    // EMFILE at the target's limit, among others: the kernel will give the
+    // target the same answer it would have had without us.
+    return let_through(req.id);
+  }
+  if (addfd_send_refused_) {
+    memset(resp_, 0, resp_size_ > 0 ? resp_size_ : sizeof *resp_);
+    resp_->id = req.id;
+    resp_->val = target_fd;
+    if (seccomp_notify_respond(listener_, resp_) != 0) ++stats_.vanished;
+  }
+  ++stats_.emulated;
+  if (options_.verbose) {
+    report.fd = target_fd;
+    log_line(describe(report, static_cast<pid_t>(req.pid), "emulated"));
+  }
+  log_failures(report);
+}
+
+void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
+  int target_fd = static_cast<int>(req.data.args[0]);
+  if (req.pid == 0) {
+    warn_once("pidns", "a task outside the supervisor's pid namespace made a "
+                       "trapped call; its socket gets no options");
+    return let_through(req.id);
+  }
+  Result<UniqueFd> pidfd = open_task_pidfd(static_cast<pid_t>(req.pid));
+  if (!pidfd) return let_through(req.id);
+  UniqueFd copy(sys::pidfd_getfd(pidfd->get(), target_fd, 0));
+  if (!copy.valid()) {
+    if (errno == EPERM) {
+      warn_once("getfd", "pidfd_getfd on pid " + std::to_string(req.pid) +
+                             " refused (EPERM); its sockets get no options "
+                             "(a seccomp profile or ptrace restriction; "
+                             "--strategy emulate works without it)");
+    }
+    // EBADF and the like: the call fails in the kernel exactly as it would.
+    return let_through(req.id);
+  }
+  // The tid could have been recycled between the notification and
+  // pidfd_open: only trust the copy if the notification is still alive.
+  if (!still_valid(req.id)) return;
+  if (classify_socket(copy.get()) == SocketKind::kTcp) {
+    ApplyReport report = apply_to(copy.get(), options_.settings, mode);
+    ++stats_.applied;
+    if (options_.verbose) {
+      report.fd = target_fd;
+      log_line(describe(report, static_cast<pid_t>(req.pid), "in place"));
+    }
+    log_failures(report);
+  }
+  let_through(req.id);
+}
+
+void NotificationHandler::note_io_uring(const seccomp_notif& req) {
+  warn_once("io_uring",
+            "pid " + std::to_string(req.pid) +
+                " set up io_uring; sockets it makes through io_uring bypass "
+                "seccomp and get no options (--deny-io-uring makes "
+                "io_uring_setup fail with ENOSYS so programs fall back)");
+  let_through(req.id);
+}
+
+void NotificationHandler::let_through(uint64_t id) {
+  memset(resp_, 0, resp_size_ > 0 ? resp_size_ : sizeof *resp_);
+  resp_->id = id;
+  resp_->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  if (seccomp_notify_respond(listener_, resp_) != 0) {
+    ++stats_.vanished;  // ENOENT: the caller is gone or was interrupted
+    return;
+  }
+  ++stats_.passed;
+}
+
+bool NotificationHandler::still_valid(uint64_t id) {
+  if (seccomp_notify_id_valid(listener_, id) == 0) return true;
+  ++stats_.vanished;
+  return false;
+}
+
+void NotificationHandler::warn_once(const std::string& key,
+                                    const std::string& text) {
+  if (warned_.insert(key).second) log_line(text);
+}
+
+}  // namespace keepalive

@@ -1,0 +1,76 @@
+// Receives one seccomp notification and answers it: the per-call work of
+// both strategies. Single-threaded; owns nothing but its buffers.
+//
+// Whatever goes wrong, the target's call must behave as it would without
+// us: every failure path answers CONTINUE (the kernel then runs the call
+// itself, without options), never an error the target would not have got.
+#pragma once
+
+#include <linux/seccomp.h>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "common/settings.h"
+#include "supervisor/config.h"
+#include "supervisor/target.h"
+
+namespace keepalive {
+
+struct HandlerOptions {
+  Settings settings;
+  Mode mode = Mode::kSocket;
+  Strategy strategy = Strategy::kEmulate;  // kEmulate or kContinue
+  bool verbose = false;
+  Identity own;  // the supervisor's credentials and network namespace
+};
+
+// Counters, for tests and -v.
+struct HandlerStats {
+  uint64_t received = 0;
+  uint64_t emulated = 0;   // sockets created and injected with options
+  uint64_t applied = 0;    // target sockets given options in place
+  uint64_t passed = 0;     // calls answered CONTINUE (run by the kernel)
+  uint64_t vanished = 0;   // the caller was gone or interrupted
+};
+
+class NotificationHandler {
+ public:
+  // `listener` is borrowed and must outlive the handler.
+  NotificationHandler(int listener, HandlerOptions options);
+  ~NotificationHandler();
+  NotificationHandler(const NotificationHandler&) = delete;
+  NotificationHandler& operator=(const NotificationHandler&) = delete;
+
+  // Receives one notification (blocks if none is pending: call it when the
+  // listener is readable) and answers it.
+  void handle_one();
+
+  const HandlerStats& stats() const { return stats_; }
+  // Whether the kernel refused SECCOMP_ADDFD_FLAG_SEND (before Linux 5.14).
+  bool addfd_send_refused() const { return addfd_send_refused_; }
+
+ private:
+  void emulate_socket(const seccomp_notif& req);
+  void apply_in_place(const seccomp_notif& req, Mode mode);
+  void note_io_uring(const seccomp_notif& req);
+  // Answers with SECCOMP_USER_NOTIF_FLAG_CONTINUE.
+  void let_through(uint64_t id);
+  bool still_valid(uint64_t id);
+  // Logs `text` the first time `key` is seen.
+  void warn_once(const std::string& key, const std::string& text);
+
+  int listener_;
+  HandlerOptions options_;
+  HandlerStats stats_;
+  seccomp_notif* req_ = nullptr;
+  seccomp_notif_resp* resp_ = nullptr;
+  size_t req_size_ = 0;
+  size_t resp_size_ = 0;
+  bool addfd_send_refused_ = false;  // kernel before 5.14
+  std::set<std::string> warned_;
+};
+
+}  // namespace keepalive

@@ -1,0 +1,155 @@
+#include "supervisor/target.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+#include "common/syscalls.h"
+
+namespace keepalive {
+namespace {
+
+std::string proc_path(pid_t tid, const char* leaf) {
+  return "/proc/" + std::to_string(tid) + "/" + leaf;
+}
+
+Result<std::string> read_small_file(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno_error("open " + path);
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("read " + path);
+    if (n == 0) break;
+    text.append(buf, n);
+  }
+  return text;
+}
+
+// The numbers after "Name:\t" on the line that starts with `name`.
+std::vector<long> status_numbers(const std::string& status, const char* name) {
+  std::vector<long> numbers;
+  std::string key = std::string("\n") + name + ":";
+  size_t at = status.find(key);
+  if (at == std::string::npos) return numbers;
+  const char* p = status.c_str() + at + key.size();
+  for (;;) {
+    while (*p == ' ' || *p == '\t') ++p;
+    if (*p < '0' || *p > '9') break;
+    char* end;
+    numbers.push_back(strtol(p, &end, 10));
+    p = end;
+  }
+  return numbers;
+}
+
+Result<void> read_netns(const std::string& path, Identity* id) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return errno_error("stat " + path);
+  id->netns = st.st_ino;
+  id->netns_dev = st.st_dev;
+  return {};
+}
+
+}  // namespace
+
+Result<Identity> own_identity() {
+  Identity id;
+  if (getresuid(&id.uid[0], &id.uid[1], &id.uid[2]) != 0) {
+    return errno_error("getresuid");
+  }
+  if (getresgid(&id.gid[0], &id.gid[1], &id.gid[2]) != 0) {
+    return errno_error("getresgid");
+  }
+  // setfsuid(-1) fails and returns the current value without changing it.
+  id.uid[3] = static_cast<uid_t>(setfsuid(static_cast<uid_t>(-1)));
+  id.gid[3] = static_cast<gid_t>(setfsgid(static_cast<gid_t>(-1)));
+  int count = getgroups(0, nullptr);
+  if (count < 0) return errno_error("getgroups");
+  id.groups.resize(count);
+  if (getgroups(count, id.groups.data()) < 0) return errno_error("getgroups");
+  if (auto rc = read_netns("/proc/self/ns/net", &id); !rc) {
+    return std::unexpected(rc.error());
+  }
+  return id;
+}
+
+Result<Identity> task_identity(pid_t tid) {
+  Result<std::string> status = read_small_file(proc_path(tid, "status"));
+  if (!status) return std::unexpected(status.error());
+  std::string text = "\n" + *status;
+  std::vector<long> uids = status_numbers(text, "Uid");
+  std::vector<long> gids = status_numbers(text, "Gid");
+  if (uids.size() != 4 || gids.size() != 4) {
+    return std::unexpected(SysError{EPROTO, "parse " + proc_path(tid, "status")});
+  }
+  Identity id;
+  for (int i = 0; i < 4; ++i) {
+    id.uid[i] = static_cast<uid_t>(uids[i]);
+    id.gid[i] = static_cast<gid_t>(gids[i]);
+  }
+  for (long g : status_numbers(text, "Groups")) {
+    id.groups.push_back(static_cast<gid_t>(g));
+  }
+  if (auto rc = read_netns(proc_path(tid, "ns/net"), &id); !rc) {
+    return std::unexpected(rc.error());
+  }
+  return id;
+}
+
+Result<pid_t> thread_group_of(pid_t tid) {
+  Result<std::string> status = read_small_file(proc_path(tid, "status"));
+  if (!status) return std::unexpected(status.error());
+  std::vector<long> tgid = status_numbers("\n" + *status, "Tgid");
+  if (tgid.size() != 1) {
+    return std::unexpected(SysError{EPROTO, "parse " + proc_path(tid, "status")});
+  }
+  return static_cast<pid_t>(tgid[0]);
+}
+
+Result<UniqueFd> open_task_pidfd(pid_t tid) {
+  // Whether PIDFD_THREAD works is learnt once, from the first attempt.
+  static std::atomic<int> thread_flag_works{-1};
+  if (thread_flag_works.load(std::memory_order_relaxed) != 0) {
+    int fd = sys::pidfd_open(tid, PIDFD_THREAD);
+    if (fd >= 0) {
+      thread_flag_works.store(1, std::memory_order_relaxed);
+      return UniqueFd(fd);
+    }
+    if (errno == ESRCH) return errno_error("pidfd_open");
+    if (errno == EINVAL && thread_flag_works.load() == -1) {
+      thread_flag_works.store(0, std::memory_order_relaxed);
+    } else if (errno == EINVAL) {
+      errno = ESRCH;  // PIDFD_THREAD is known to work: the task is dying
+      return errno_error("pidfd_open");
+    } else {
+      return errno_error("pidfd_open");
+    }
+  }
+  // Before 6.9: only a thread group leader has a pidfd. A thread that
+  // unshared its fd table is not reached this way (its leader's table is).
+  int fd = sys::pidfd_open(tid, 0);
+  if (fd >= 0) return UniqueFd(fd);
+  if (errno != EINVAL) return errno_error("pidfd_open");
+  Result<pid_t> tgid = thread_group_of(tid);
+  if (!tgid) return std::unexpected(SysError{ESRCH, "pidfd_open"});
+  fd = sys::pidfd_open(*tgid, 0);
+  if (fd < 0) {
+    if (errno == EINVAL) errno = ESRCH;
+    return errno_error("pidfd_open");
+  }
+  return UniqueFd(fd);
+}
+
+}  // namespace keepalive
