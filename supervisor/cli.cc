@@ -44,7 +44,7 @@ po::options_description make_options() {
        "TCP_KEEPINTVL: seconds between probes (15)")
       ("user-timeout", po::value<std::string>()->value_name("MS"),
        "TCP_USER_TIMEOUT in ms; -1 derives it from the three above "
-       "(default), 0 leaves the system default; write --user-timeout=-1")
+       "(default), 0 leaves the system default")
       ("syncnt", po::value<std::string>()->value_name("N"),
        "TCP_SYNCNT: SYN retries (connect and socket modes; 0 = system)")
       ("defer-accept", po::value<std::string>()->value_name("S"),
@@ -111,21 +111,32 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
   }
 
   po::options_description opts = make_options();
+  // Stray words before "--" are collected only to be refused with a hint.
+  po::options_description hidden;
+  hidden.add_options()("stray", po::value<std::vector<std::string>>());
+  po::options_description all;
+  all.add(opts).add(hidden);
+  po::positional_options_description positional;
+  positional.add("stray", -1);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(ours)
-                  .options(opts)
+                  .options(all)
+                  .positional(positional)
                   .style(po::command_line_style::unix_style ^
                          po::command_line_style::allow_guessing)
                   .run(),
               vm);
-  } catch (const po::too_many_positional_options_error&) {
-    return usage_error("unexpected argument before '--' (put the command "
-                       "after --, e.g. keepalive-supervise -- " +
-                       ours.front() + " ...)");
   } catch (const po::error& e) {
     return usage_error(std::string(e.what()) +
                        " (see keepalive-supervise --help)");
+  }
+
+  if (vm.count("stray")) {
+    const std::string& word = vm["stray"].as<std::vector<std::string>>()[0];
+    return usage_error("unexpected argument '" + word +
+                       "' (put the command after --: keepalive-supervise "
+                       "[OPTIONS] -- " + word + " ...)");
   }
 
   CliResult result;
