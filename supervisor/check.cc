@@ -71,7 +71,9 @@ Probe probe_supervision() {
     if (!program) return std::unexpected(program.error());
     return FilterPlan{std::move(*program), true, true};
   };
-  Result<Launched> launched = launch(command, chooser);
+  sigset_t mask;
+  sigprocmask(SIG_SETMASK, nullptr, &mask);
+  Result<Launched> launched = launch(command, chooser, mask);
   if (!launched) {
     probe.launch_error = launched.error().message();
     return probe;

@@ -52,17 +52,16 @@ void send_report(int sock, ChildReport kind, int value, int fd = -1) {
 
 // Runs in the child. Never returns.
 [[noreturn]] void run_child(int sock, pid_t parent, char** argv,
-                            char* buffer, size_t buffer_size) {
+                            char* buffer, size_t buffer_size,
+                            const sigset_t* exec_mask) {
   // The target must not outlive the supervisor: without it every trapped
   // call would fail with ENOSYS. SIGKILL it instead (see README).
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(125);
 
-  sigset_t none;
-  sigemptyset(&none);
-  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-
+  // Every signal stays blocked (as fork left it) until just before exec, so
+  // that nothing of the supervisor's runs here. Dispositions are left as
+  // inherited: exec resets handled ones, and ignored ones pass through.
   ssize_t n;
   do {
     n = recv(sock, buffer, buffer_size, 0);
@@ -97,7 +96,11 @@ void send_report(int sock, ChildReport kind, int value, int fd = -1) {
   send_report(sock, ChildReport::kInstalled, killable ? 1 : 0, listener);
   close(listener);
 
+  sigprocmask(SIG_SETMASK, exec_mask, nullptr);
   execvp(argv[0], argv);
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
   send_report(sock, ChildReport::kExecFailed, errno);
   _exit(errno == ENOENT ? 127 : 126);
 }
@@ -140,7 +143,8 @@ void kill_and_reap(pid_t pid) {
 }  // namespace
 
 Result<Launched> launch(const std::vector<std::string>& command,
-                        const PlanChooser& choose_plan) {
+                        const PlanChooser& choose_plan,
+                        const sigset_t& target_mask) {
   if (command.empty()) return std::unexpected(SysError{EINVAL, "no command"});
   std::vector<char*> argv;
   for (const std::string& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -164,7 +168,8 @@ Result<Launched> launch(const std::vector<std::string>& command,
   pid_t pid = fork();
   if (pid == 0) {
     ours.reset();
-    run_child(theirs.get(), parent, argv.data(), buffer.data(), buffer.size());
+    run_child(theirs.get(), parent, argv.data(), buffer.data(), buffer.size(),
+              &target_mask);
   }
   int fork_errno = errno;
   sigprocmask(SIG_SETMASK, &old, nullptr);

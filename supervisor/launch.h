@@ -8,6 +8,7 @@
 #pragma once
 
 #include <linux/filter.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <functional>
@@ -43,7 +44,10 @@ struct Launched {
 // Forks and starts `command` (looked up in PATH). A failure before the
 // filter is in place returns an error; the child, if any, is killed and
 // reaped. An exec failure is not an error: see Launched::exec_error.
+// `target_mask` is the signal mask the command starts with (the one the
+// supervisor itself was started with, not the one it blocks for signalfd).
 Result<Launched> launch(const std::vector<std::string>& command,
-                        const PlanChooser& choose_plan);
+                        const PlanChooser& choose_plan,
+                        const sigset_t& target_mask);
 
 }  // namespace keepalive

@@ -4,14 +4,13 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <fstream>
-#include <functional>
 #include <optional>
 #include <string>
 
@@ -78,23 +77,47 @@ int collect_status(int pidfd) {
 // Everything alive while the target runs.
 class Session {
  public:
-  Session(asio::io_context& io, Launched launched, HandlerOptions options)
+  Session(asio::io_context& io, Launched launched, UniqueFd signals,
+          HandlerOptions options)
       : io_(io),
         pid_(launched.pid),
         // Asio owns these fds from here on and closes them.
         child_(io, launched.pidfd.release()),
         listener_(io, launched.listener.release()),
+        signals_(io, signals.release()),
         handler_(listener_.native_handle(), std::move(options)) {}
 
   void start() {
     wait_child();
     wait_notifications();
+    wait_signals();
   }
-  int pidfd() { return child_.native_handle(); }
-  pid_t pid() const { return pid_; }
   std::optional<int> status() const { return status_; }
 
  private:
+  void wait_signals() {
+    signals_.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [this](const boost::system::error_code& ec) {
+                          if (ec) return;
+                          forward_signals();
+                          wait_signals();
+                        });
+  }
+
+  void forward_signals() {
+    signalfd_siginfo info;
+    while (read(signals_.native_handle(), &info, sizeof info) ==
+           sizeof info) {
+      // A signal from the terminal (Ctrl-C, window resize) already went to
+      // the whole foreground process group, the child included when it
+      // shares ours: forwarding it would deliver it twice.
+      if (info.ssi_code == SI_KERNEL && getpgid(pid_) == getpgrp()) continue;
+      // ESRCH: the child is exiting; its status is on its way.
+      sys::pidfd_send_signal(child_.native_handle(),
+                             static_cast<int>(info.ssi_signo), nullptr, 0);
+    }
+  }
+
   void wait_child() {
     child_.async_wait(asio::posix::stream_descriptor::wait_read,
                       [this](const boost::system::error_code& ec) {
@@ -134,6 +157,7 @@ class Session {
   pid_t pid_;
   asio::posix::stream_descriptor child_;
   asio::posix::stream_descriptor listener_;
+  asio::posix::stream_descriptor signals_;
   NotificationHandler handler_;
   std::optional<int> status_;
 };
@@ -147,11 +171,19 @@ int run_supervisor(const Config& config) {
     return kExitFailure;
   }
 
-  asio::io_context io;
-  // Created before the child so that a signal arriving during start-up is
-  // kept and forwarded once the child exists.
-  asio::signal_set signals(io);
-  for (int sig : kForwardedSignals) signals.add(sig);
+  // The forwarded signals are blocked and read from a signalfd, which says
+  // who sent each one. Blocked from the start, a signal arriving during
+  // start-up is kept and forwarded once the child exists. The child starts
+  // with the mask we were given.
+  sigset_t original_mask, forwarded;
+  sigemptyset(&forwarded);
+  for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  sigprocmask(SIG_BLOCK, &forwarded, &original_mask);
+  UniqueFd signals(signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals.valid()) {
+    log_line(SysError{errno, "signalfd"}.message());
+    return kExitFailure;
+  }
 
   StrategyChoice choice;
   bool no_new_privs = !has_cap_sys_admin();
@@ -166,7 +198,7 @@ int run_supervisor(const Config& config) {
     return FilterPlan{std::move(*program), no_new_privs, true};
   };
 
-  Result<Launched> launched = launch(config.command, chooser);
+  Result<Launched> launched = launch(config.command, chooser, original_mask);
   if (!launched) {
     const SysError& err = launched.error();
     if (!choice.ok) {
@@ -196,19 +228,10 @@ int run_supervisor(const Config& config) {
 
   HandlerOptions options{config.settings, config.mode, choice.strategy,
                          config.verbose, *own};
-  Session session(io, std::move(*launched), std::move(options));
+  asio::io_context io;
+  Session session(io, std::move(*launched), std::move(signals),
+                  std::move(options));
   session.start();
-
-  std::function<void()> forward = [&] {
-    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-      if (ec) return;
-      // ESRCH: the child is exiting; its status is on its way.
-      sys::pidfd_send_signal(session.pidfd(), sig, nullptr, 0);
-      forward();
-    });
-  };
-  forward();
-
   io.run();
   return session.status().value_or(kExitFailure);
 }
