@@ -56,6 +56,14 @@ po::options_description make_options() {
       ("deny-io-uring",
        "make io_uring_setup fail with ENOSYS, so that programs fall back to "
        "plain socket calls (io_uring bypasses seccomp)")
+      ("init", "act as an init: reap orphaned processes (implied when "
+               "running as PID 1, e.g. as a container's entrypoint)")
+      ("signal-group,g", "run the command in its own process group and "
+                         "forward signals to the whole group")
+      ("fail-open", "if the seccomp filter cannot be installed (e.g. "
+                    "another seccomp listener is already in place), run the "
+                    "command without keepalive options after one warning "
+                    "instead of exiting 125")
       ("debug,v", "say which strategy was chosen and print one line per "
                   "socket given options")
       ("check", "probe the kernel and this environment, print what the "
@@ -191,6 +199,9 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
   }
   config.verbose = vm.count("debug") > 0 || config.settings.debug();
   config.deny_io_uring = vm.count("deny-io-uring") > 0;
+  config.init = vm.count("init") > 0;
+  config.signal_group = vm.count("signal-group") > 0;
+  config.fail_open = vm.count("fail-open") > 0;
   config.command = std::move(command);
 
   if (vm.count("check")) {

@@ -24,6 +24,9 @@ struct Config {
   Strategy strategy = Strategy::kAuto;
   bool verbose = false;        // -v: decisions and one line per socket
   bool deny_io_uring = false;  // io_uring_setup fails with ENOSYS
+  bool init = false;           // act as init: reap orphans (implied as PID 1)
+  bool signal_group = false;   // child in its own group; signal the group
+  bool fail_open = false;      // run unsupervised if the filter cannot go on
   std::vector<std::string> command;
 };
 

@@ -21,9 +21,16 @@ struct PlanHeader {
   uint32_t count;
   uint32_t no_new_privs;
   uint32_t wait_killable_recv;
+  uint32_t fail_open;
+  uint32_t own_process_group;
 };
 
-enum class ChildReport : int32_t { kInstalled = 1, kInstallFailed, kExecFailed };
+enum class ChildReport : int32_t {
+  kInstalled = 1,
+  kInstallFailed,    // the child exits
+  kRunUnsupervised,  // install failed, fail_open: the child goes on to exec
+  kExecFailed,
+};
 
 struct ReportMessage {
   ChildReport kind;
@@ -76,25 +83,41 @@ void send_report(int sock, ChildReport kind, int value, int fd = -1) {
   sock_fprog prog{static_cast<unsigned short>(header.count),
                   reinterpret_cast<sock_filter*>(buffer + sizeof header)};
 
-  if (header.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    send_report(sock, ChildReport::kInstallFailed, errno);
-    _exit(125);
+  if (header.own_process_group) {
+    // Its own group, so that signals can go to all of it; in the terminal's
+    // foreground if we were (SIGTTOU is blocked here, so this cannot stop us).
+    setpgid(0, 0);
+    if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgid(parent)) {
+      tcsetpgrp(STDIN_FILENO, getpid());
+    }
   }
-  unsigned flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+
+  int listener = -1;
   bool killable = header.wait_killable_recv != 0;
-  int listener = sys::seccomp_set_filter(
-      flags | (killable ? SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV : 0), &prog);
-  if (listener < 0 && errno == EINVAL && killable) {  // before Linux 5.19
-    killable = false;
-    listener = sys::seccomp_set_filter(flags, &prog);
+  if (header.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    listener = -1;
+  } else {
+    unsigned flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    listener = sys::seccomp_set_filter(
+        flags | (killable ? SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV : 0),
+        &prog);
+    if (listener < 0 && errno == EINVAL && killable) {  // before Linux 5.19
+      killable = false;
+      listener = sys::seccomp_set_filter(flags, &prog);
+    }
   }
   if (listener < 0) {
-    send_report(sock, ChildReport::kInstallFailed, errno);
-    _exit(125);
+    if (!header.fail_open) {
+      send_report(sock, ChildReport::kInstallFailed, errno);
+      _exit(125);
+    }
+    send_report(sock, ChildReport::kRunUnsupervised, errno);
+  } else {
+    // No trapped call from here until exec: sendmsg and close are not
+    // trapped.
+    send_report(sock, ChildReport::kInstalled, killable ? 1 : 0, listener);
+    close(listener);
   }
-  // No trapped call from here until exec: sendmsg and close are not trapped.
-  send_report(sock, ChildReport::kInstalled, killable ? 1 : 0, listener);
-  close(listener);
 
   sigprocmask(SIG_SETMASK, exec_mask, nullptr);
   execvp(argv[0], argv);
@@ -205,7 +228,8 @@ Result<Launched> launch(const std::vector<std::string>& command,
     return std::unexpected(SysError{E2BIG, "seccomp filter"});
   }
   PlanHeader header{static_cast<uint32_t>(plan->program.size()),
-                    plan->no_new_privs, plan->wait_killable_recv};
+                    plan->no_new_privs, plan->wait_killable_recv,
+                    plan->fail_open, plan->own_process_group};
   memcpy(buffer.data(), &header, sizeof header);
   memcpy(buffer.data() + sizeof header, plan->program.data(),
          plan->program.size() * sizeof(sock_filter));
@@ -218,8 +242,10 @@ Result<Launched> launch(const std::vector<std::string>& command,
   }
 
   Result<ReportMessage> report = receive_report(ours.get(), &launched.listener);
-  if (!report || report->kind != ChildReport::kInstalled ||
-      !launched.listener.valid()) {
+  bool unsupervised = report && report->kind == ChildReport::kRunUnsupervised;
+  if (unsupervised) launched.install_error = report->value;
+  if (!unsupervised && (!report || report->kind != ChildReport::kInstalled ||
+                        !launched.listener.valid())) {
     SysError err = !report ? report.error()
                    : report->kind == ChildReport::kInstallFailed
                        ? SysError{report->value, "installing the seccomp filter"}
@@ -228,7 +254,7 @@ Result<Launched> launch(const std::vector<std::string>& command,
     kill_and_reap(pid);
     return std::unexpected(err);
   }
-  launched.wait_killable_recv = report->value != 0;
+  launched.wait_killable_recv = !unsupervised && report->value != 0;
 
   // Either EOF (exec succeeded: the CLOEXEC socket closed) or an exec error.
   UniqueFd unused;

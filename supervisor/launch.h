@@ -25,6 +25,12 @@ struct FilterPlan {
   std::vector<sock_filter> program;
   bool no_new_privs = true;
   bool wait_killable_recv = true;  // dropped if the kernel refuses it
+  // If the filter cannot be installed, exec the command unsupervised
+  // (Launched::install_error says why) instead of failing.
+  bool fail_open = false;
+  // Put the command in a process group of its own (taking the terminal's
+  // foreground with it), so that signals can be sent to the whole group.
+  bool own_process_group = false;
 };
 
 // Chooses the plan once the child exists. `getfd_permitted` says whether
@@ -36,7 +42,8 @@ using PlanChooser =
 struct Launched {
   pid_t pid = -1;
   UniqueFd pidfd;     // the child; readable once it exits
-  UniqueFd listener;  // the seccomp notification fd
+  UniqueFd listener;  // the seccomp notification fd; invalid if unsupervised
+  int install_error = 0;  // errno of a failed install under fail_open
   bool wait_killable_recv = false;  // what the kernel accepted
   int exec_error = 0;  // errno of a failed exec; the child then exits 127
 };

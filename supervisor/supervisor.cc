@@ -4,12 +4,11 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -19,12 +18,11 @@
 #include "supervisor/launch.h"
 #include "supervisor/log.h"
 #include "supervisor/notification_handler.h"
+#include "supervisor/session.h"
 #include "supervisor/strategy.h"
 
 namespace keepalive {
 namespace {
-
-namespace asio = boost::asio;
 
 constexpr int kCapSysAdmin = 21;
 
@@ -62,106 +60,6 @@ std::string install_hint(int err) {
   }
 }
 
-// Reads the child's status from its pidfd; -1 if it has not exited yet.
-int collect_status(int pidfd) {
-  siginfo_t info{};
-  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
-             WEXITED | WNOHANG) != 0 ||
-      info.si_pid == 0) {
-    return -1;
-  }
-  if (info.si_code == CLD_EXITED) return info.si_status;
-  return 128 + info.si_status;  // CLD_KILLED or CLD_DUMPED
-}
-
-// Everything alive while the target runs.
-class Session {
- public:
-  Session(asio::io_context& io, Launched launched, UniqueFd signals,
-          HandlerOptions options)
-      : io_(io),
-        pid_(launched.pid),
-        // Asio owns these fds from here on and closes them.
-        child_(io, launched.pidfd.release()),
-        listener_(io, launched.listener.release()),
-        signals_(io, signals.release()),
-        handler_(listener_.native_handle(), std::move(options)) {}
-
-  void start() {
-    wait_child();
-    wait_notifications();
-    wait_signals();
-  }
-  std::optional<int> status() const { return status_; }
-
- private:
-  void wait_signals() {
-    signals_.async_wait(asio::posix::stream_descriptor::wait_read,
-                        [this](const boost::system::error_code& ec) {
-                          if (ec) return;
-                          forward_signals();
-                          wait_signals();
-                        });
-  }
-
-  void forward_signals() {
-    signalfd_siginfo info;
-    while (read(signals_.native_handle(), &info, sizeof info) ==
-           sizeof info) {
-      // A signal from the terminal (Ctrl-C, window resize) already went to
-      // the whole foreground process group, the child included when it
-      // shares ours: forwarding it would deliver it twice.
-      if (info.ssi_code == SI_KERNEL && getpgid(pid_) == getpgrp()) continue;
-      // ESRCH: the child is exiting; its status is on its way.
-      sys::pidfd_send_signal(child_.native_handle(),
-                             static_cast<int>(info.ssi_signo), nullptr, 0);
-    }
-  }
-
-  void wait_child() {
-    child_.async_wait(asio::posix::stream_descriptor::wait_read,
-                      [this](const boost::system::error_code& ec) {
-                        if (ec) return;
-                        int status = collect_status(child_.native_handle());
-                        if (status < 0) return wait_child();
-                        status_ = status;
-                        io_.stop();
-                      });
-  }
-
-  void wait_notifications() {
-    listener_.async_wait(asio::posix::stream_descriptor::wait_read,
-                         [this](const boost::system::error_code& ec) {
-                           if (!ec) drain();
-                         });
-  }
-
-  // Answers what is pending, then waits again. RECV blocks and ignores
-  // O_NONBLOCK, so poll first; a bounded batch keeps signals and the
-  // child's exit responsive.
-  void drain() {
-    for (int i = 0; i < 64; ++i) {
-      pollfd p{listener_.native_handle(), POLLIN, 0};
-      if (poll(&p, 1, 0) <= 0) break;
-      if (!(p.revents & POLLIN)) {
-        // POLLHUP alone: every task under the filter is gone.
-        if (p.revents & (POLLHUP | POLLERR)) return;
-        break;
-      }
-      handler_.handle_one();
-    }
-    wait_notifications();
-  }
-
-  asio::io_context& io_;
-  pid_t pid_;
-  asio::posix::stream_descriptor child_;
-  asio::posix::stream_descriptor listener_;
-  asio::posix::stream_descriptor signals_;
-  NotificationHandler handler_;
-  std::optional<int> status_;
-};
-
 }  // namespace
 
 int run_supervisor(const Config& config) {
@@ -175,9 +73,17 @@ int run_supervisor(const Config& config) {
   // who sent each one. Blocked from the start, a signal arriving during
   // start-up is kept and forwarded once the child exists. The child starts
   // with the mask we were given.
+  // As init (PID 1, or --init as a subreaper), SIGCHLD joins them so that
+  // orphans are reaped.
+  bool init = config.init || getpid() == 1;
+  if (init && getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    log_line(SysError{errno, "prctl(PR_SET_CHILD_SUBREAPER)"}.message());
+    return kExitFailure;
+  }
   sigset_t original_mask, forwarded;
   sigemptyset(&forwarded);
   for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  if (init) sigaddset(&forwarded, SIGCHLD);
   sigprocmask(SIG_BLOCK, &forwarded, &original_mask);
   UniqueFd signals(signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals.valid()) {
@@ -186,16 +92,23 @@ int run_supervisor(const Config& config) {
   }
 
   StrategyChoice choice;
+  bool getfd_refused = false;
   bool no_new_privs = !has_cap_sys_admin();
   PlanChooser chooser = [&](bool getfd_permitted,
                             int getfd_error) -> Result<FilterPlan> {
+    getfd_refused = !getfd_permitted;
     choice = choose_strategy(config.strategy, config.mode, getfd_permitted,
                              getfd_error);
     if (!choice.ok) return std::unexpected(SysError{getfd_error, choice.error});
     FilterSpec spec{config.mode, choice.strategy, config.deny_io_uring};
     Result<std::vector<sock_filter>> program = build_filter(spec);
     if (!program) return std::unexpected(program.error());
-    return FilterPlan{std::move(*program), no_new_privs, true};
+    FilterPlan plan;
+    plan.program = std::move(*program);
+    plan.no_new_privs = no_new_privs;
+    plan.fail_open = config.fail_open;
+    plan.own_process_group = config.signal_group;
+    return plan;
   };
 
   Result<Launched> launched = launch(config.command, chooser, original_mask);
@@ -219,21 +132,34 @@ int run_supervisor(const Config& config) {
     return err == ENOENT ? kExitNotFound : kExitNotExecutable;
   }
 
-  if (config.verbose) {
-    log_line(std::string("mode ") + mode_name(config.mode) + ", strategy " +
-             strategy_name(choice.strategy) + " (" + choice.reason + ")" +
-             (launched->wait_killable_recv ? "" : "; no WAIT_KILLABLE_RECV"));
+  if (launched->install_error != 0) {
+    log_line("running " + config.command[0] + " WITHOUT keepalive options: " +
+             SysError{launched->install_error, "installing the seccomp filter"}
+                 .message() +
+             install_hint(launched->install_error) + " (--fail-open)");
+  } else {
+    if (config.verbose) {
+      log_line(std::string("mode ") + mode_name(config.mode) + ", strategy " +
+               strategy_name(choice.strategy) + " (" + choice.reason + ")" +
+               (launched->wait_killable_recv ? "" : "; no WAIT_KILLABLE_RECV"));
+    }
+    if (!choice.degraded.empty()) {
+      log_line("degraded: " + choice.degraded);
+    } else if (getfd_refused && config.mode == Mode::kSocket) {
+      // Socket mode emulates anyway; what is lost is the fallback for tasks
+      // that change credentials or network namespace.
+      log_line("degraded: pidfd_getfd is refused here; sockets are emulated "
+               "and tasks that change credentials or network namespace get "
+               "no options");
+    }
   }
-  if (!choice.degraded.empty()) log_line("degraded: " + choice.degraded);
 
   HandlerOptions options{config.settings, config.mode, choice.strategy,
                          config.verbose, *own};
-  asio::io_context io;
+  boost::asio::io_context io;
   Session session(io, std::move(*launched), std::move(signals),
-                  std::move(options));
-  session.start();
-  io.run();
-  return session.status().value_or(kExitFailure);
+                  std::move(options), {init, config.signal_group});
+  return session.run();
 }
 
 }  // namespace keepalive

@@ -1,0 +1,56 @@
+// The supervisor's event loop while the target runs (Boost.Asio, one
+// thread): the target's notifications, its exit (through its pidfd), the
+// signals to forward (through a signalfd) and, as an init, orphans to reap.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <memory>
+#include <optional>
+
+#include "common/unique_fd.h"
+#include "supervisor/launch.h"
+#include "supervisor/notification_handler.h"
+
+namespace keepalive {
+
+struct SessionOptions {
+  bool reap_orphans = false;     // PID 1 or --init: SIGCHLD is in the signalfd
+  bool signal_group = false;     // forward to the child's process group
+};
+
+class Session {
+ public:
+  // Takes the child's pidfd and listener from `launched` (no listener: the
+  // child runs unsupervised) and the signalfd of the forwarded signals.
+  Session(boost::asio::io_context& io, Launched launched, UniqueFd signals,
+          HandlerOptions handler_options, SessionOptions options);
+
+  // Runs until the child exits; returns its status (exit code, or 128 +
+  // signal number).
+  int run();
+
+ private:
+  void wait_child();
+  void wait_notifications();
+  void wait_signals();
+  void drain();
+  void on_signals();
+  void forward(int sig, int code);
+  void reap_orphans();
+  void finish(int status);
+
+  boost::asio::io_context& io_;
+  pid_t pid_;
+  SessionOptions options_;
+  // Asio owns these descriptors and closes them.
+  boost::asio::posix::stream_descriptor child_;
+  boost::asio::posix::stream_descriptor signals_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> listener_;
+  std::unique_ptr<NotificationHandler> handler_;
+  std::optional<int> status_;
+};
+
+}  // namespace keepalive
