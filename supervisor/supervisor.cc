@@ -117,7 +117,10 @@ int run_supervisor(const Config& config) {
     if (!choice.ok) {
       log_line(choice.error);
     } else {
-      log_line(err.message() + install_hint(err.err));
+      log_line(err.message() + install_hint(err.err) +
+               (err.err == EBUSY ? "; --fail-open runs the command without "
+                                   "options instead"
+                                 : ""));
     }
     return kExitFailure;
   }
