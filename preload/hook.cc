@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,11 +32,38 @@ void print_line(const char* text, void*) {
 
 const char* lookup_env(const char* name, void*) { return getenv(name); }
 
+// dl_iterate_phdr callback: stops at the first loaded object named
+// libkeepalive*, and records whether that object is `*data` (our own path).
+int first_of_ours(dl_phdr_info* info, size_t, void* data) {
+  const char* base = strrchr(info->dlpi_name, '/');
+  base = base != nullptr ? base + 1 : info->dlpi_name;
+  if (strncmp(base, "libkeepalive", strlen("libkeepalive")) != 0) return 0;
+  auto* self = static_cast<const char**>(data);
+  if (strcmp(info->dlpi_name, *self) != 0) *self = nullptr;
+  return 1;
+}
+
+// Several of our libraries can be preloaded together, each with its own
+// copy of this file; only the first in load order reports invalid values,
+// so that a process gets each warning once. A copy installed under another
+// name is never "first", so it warns, as every copy did before.
+bool reports_warnings() {
+  Dl_info self{};
+  if (dladdr(reinterpret_cast<void*>(&first_of_ours), &self) == 0 ||
+      self.dli_fname == nullptr) {
+    return true;
+  }
+  const char* name = self.dli_fname;
+  dl_iterate_phdr(first_of_ours, &name);
+  return name != nullptr;
+}
+
 void init_once() {
   // A setuid program must not be steered by its caller's environment.
   g_secure = getauxval(AT_SECURE) != 0;
   if (g_secure) return;
-  g_settings = parse_settings(lookup_env, nullptr, print_line, nullptr);
+  g_settings = parse_settings(
+      lookup_env, nullptr, reports_warnings() ? print_line : nullptr, nullptr);
 }
 
 void init() { pthread_once(&g_once, init_once); }
