@@ -1,0 +1,49 @@
+// What a library carries into every program it is preloaded into: no C++
+// runtime, and no symbol but its hook.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/preload/fixtures.h"
+#include "tests/preload/subprocess.h"
+
+namespace keepalive::tests {
+namespace {
+
+struct Library {
+  std::string path;
+  std::string hook;
+};
+
+class LibraryFileTest : public ::testing::TestWithParam<Library> {};
+
+TEST_P(LibraryFileTest, LddListsOnlyLibcAndTheLoader) {
+  RunResult r = run({"ldd", GetParam().path});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.out.find("libstdc++"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("libgcc_s"), std::string::npos) << r.out;
+  for (const std::string& line : r.out_lines()) {
+    bool expected = line.find("linux-vdso.so") != std::string::npos ||
+                    line.find("libc.so.6") != std::string::npos ||
+                    line.find("ld-linux") != std::string::npos;
+    EXPECT_TRUE(expected) << "unexpected dependency: " << line;
+  }
+}
+
+TEST_P(LibraryFileTest, ExportsOnlyItsHook) {
+  RunResult r = run({"nm", "-D", "--defined-only", GetParam().path});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  ASSERT_EQ(r.out_lines().size(), 1u) << r.out;
+  // "0000000000001200 T connect"
+  std::string line = r.out_lines()[0];
+  EXPECT_EQ(line.substr(line.find(' ')), " T " + GetParam().hook) << line;
+}
+
+INSTANTIATE_TEST_SUITE_P(Libraries, LibraryFileTest,
+                         ::testing::Values(Library{kConnectLibrary, "connect"},
+                                           Library{kListenLibrary, "listen"},
+                                           Library{kSocketLibrary, "socket"}),
+                         [](const auto& test) { return test.param.hook; });
+
+}  // namespace
+}  // namespace keepalive::tests

@@ -1,0 +1,124 @@
+// The check upstream's users know: `strace -f -e trace=network` around
+// netcat-openbsd's nc prints our setsockopt calls with upstream's values, in
+// upstream's order, before the call they prepare.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "tests/preload/fixtures.h"
+#include "tests/preload/subprocess.h"
+
+namespace keepalive::tests {
+namespace {
+
+using Lines = std::vector<std::string>;
+
+const Lines kDefaultLines = {"SO_KEEPALIVE 1", "TCP_KEEPIDLE 15",
+                             "TCP_KEEPCNT 9", "TCP_KEEPINTVL 15",
+                             "TCP_USER_TIMEOUT 150000"};
+
+Lines concat(Lines a, const Lines& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+bool is_our_option(const std::string& name) {
+  for (int i = 0; i < kOptionCount; ++i) {
+    if (name == option_info(static_cast<Option>(i)).sockopt_name) return true;
+  }
+  return false;
+}
+
+// "NAME VALUE" for each successful setsockopt of one of our options, in the
+// order strace saw them, e.g. from
+// "setsockopt(3, SOL_TCP, TCP_USER_TIMEOUT, [150000], 4) = 0".
+Lines our_setsockopts(const std::string& trace) {
+  static const std::regex call(
+      R"(setsockopt\([0-9]+, SOL_(SOCKET|TCP), ([A-Z_]+), \[(-?[0-9]+)\], 4\) = 0)");
+  Lines found;
+  for (std::sregex_iterator it(trace.begin(), trace.end(), call), end;
+       it != end; ++it) {
+    if (is_our_option((*it)[2]))
+      found.push_back((*it)[2].str() + " " + (*it)[3].str());
+  }
+  return found;
+}
+
+// strace's argv for `nc ARGS` with `env` given to nc only.
+std::vector<std::string> strace_nc(const std::vector<std::string>& env,
+                                   const std::vector<std::string>& nc_args) {
+  std::vector<std::string> argv = {"strace", "-f", "-e", "trace=network"};
+  for (const std::string& e : env) {
+    argv.push_back("-E");
+    argv.push_back(e);
+  }
+  argv.push_back("nc");
+  argv.insert(argv.end(), nc_args.begin(), nc_args.end());
+  return argv;
+}
+
+// nc connecting to a port that refuses; returns strace's output.
+std::string trace_client(const std::vector<std::string>& env) {
+  ClosedPort closed;
+  RunResult r =
+      run(strace_nc(env, {"127.0.0.1", std::to_string(closed.port())}), {});
+  EXPECT_EQ(r.exit_code(), 1) << "nc reports the refused connection\n" << r.err;
+  EXPECT_NE(r.err.find("ECONNREFUSED"), std::string::npos) << r.err;
+  return r.err;
+}
+
+TEST(StraceTest, ConnectLibraryPrintsUpstreamsDefaultLines) {
+  std::string trace = trace_client({preload({kConnectLibrary})});
+  EXPECT_EQ(our_setsockopts(trace), kDefaultLines) << trace;
+  EXPECT_TRUE(std::regex_search(
+      trace,
+      std::regex(
+          R"(setsockopt\([0-9]+, SOL_TCP, TCP_USER_TIMEOUT, \[150000\], 4\) = 0)")))
+      << trace;
+  // All of them before the connect() they prepare.
+  size_t inet_connect = trace.find("connect(", trace.find("socket(AF_INET"));
+  EXPECT_LT(trace.rfind("setsockopt("), inet_connect) << trace;
+}
+
+TEST(StraceTest, ConnectLibraryAddsSynCntMaxSegWindowClampInOrder) {
+  std::string trace = trace_client({preload({kConnectLibrary}), "TCP_SYNCNT=1",
+                                    "TCP_MAXSEG=1400", "TCP_WINDOW_CLAMP=9999",
+                                    "TCP_DEFER_ACCEPT=10"});
+  EXPECT_EQ(our_setsockopts(trace),
+            concat(kDefaultLines, {"TCP_SYNCNT 1", "TCP_MAXSEG 1400",
+                                   "TCP_WINDOW_CLAMP 9999"}))
+      << trace;
+}
+
+TEST(StraceTest, SocketLibrarySetsEverythingInUpstreamOrder) {
+  std::string trace = trace_client({preload({kSocketLibrary}), "TCP_SYNCNT=1",
+                                    "TCP_DEFER_ACCEPT=10", "TCP_MAXSEG=1400",
+                                    "TCP_WINDOW_CLAMP=9999"});
+  EXPECT_EQ(our_setsockopts(trace),
+            concat(kDefaultLines, {"TCP_SYNCNT 1", "TCP_DEFER_ACCEPT 10",
+                                   "TCP_MAXSEG 1400", "TCP_WINDOW_CLAMP 9999"}))
+      << trace;
+}
+
+TEST(StraceTest, ListenLibraryPrintsNoSynCntLine) {
+  std::string port = std::to_string(free_port());
+  Subprocess nc(strace_nc({preload({kListenLibrary}), "TCP_SYNCNT=1",
+                           "TCP_DEFER_ACCEPT=10"},
+                          {"-l", "127.0.0.1", port}),
+                {});
+  ASSERT_TRUE(nc.wait_for_output("listen(", milliseconds(5000)));
+  RunResult r = nc.wait(milliseconds(0));  // kills nc and strace
+  EXPECT_EQ(our_setsockopts(r.err),
+            concat(kDefaultLines, {"TCP_DEFER_ACCEPT 10"}))
+      << r.err;
+  EXPECT_EQ(r.err.find("TCP_SYNCNT"), std::string::npos) << r.err;
+}
+
+TEST(StraceTest, WithoutLibraryNoOptionIsSet) {
+  EXPECT_EQ(our_setsockopts(trace_client({})), Lines{});
+}
+
+}  // namespace
+}  // namespace keepalive::tests
