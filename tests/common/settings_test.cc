@@ -208,8 +208,8 @@ std::string PrintEdge(const testing::TestParamInfo<Edge>& info) {
 TEST_P(RangeEdgeTest, MatchesTheKernelsRange) {
   const Edge& e = GetParam();
   ParsedValue parsed = parse_option_value(e.option, e.text);
-  EXPECT_EQ(parsed.ok, e.ok) << option_info(e.option).sockopt_name << "="
-                             << e.text;
+  EXPECT_EQ(parsed.ok, e.ok)
+      << option_info(e.option).sockopt_name << "=" << e.text;
   if (e.ok) {
     EXPECT_EQ(parsed.value, e.value);
   } else {
@@ -220,40 +220,39 @@ TEST_P(RangeEdgeTest, MatchesTheKernelsRange) {
 
 INSTANTIATE_TEST_SUITE_P(
     Edges, RangeEdgeTest,
-    testing::Values(
-        Edge{Option::kKeepIdle, "0", true, 0},
-        Edge{Option::kKeepIdle, "1", true, 1},
-        Edge{Option::kKeepIdle, "32767", true, 32767},
-        Edge{Option::kKeepIdle, "32768", false, 0},
-        Edge{Option::kKeepIntvl, "0", true, 0},
-        Edge{Option::kKeepIntvl, "1", true, 1},
-        Edge{Option::kKeepIntvl, "32767", true, 32767},
-        Edge{Option::kKeepIntvl, "32768", false, 0},
-        Edge{Option::kKeepCnt, "1", true, 1},
-        Edge{Option::kKeepCnt, "127", true, 127},
-        Edge{Option::kKeepCnt, "128", false, 0},
-        Edge{Option::kSynCnt, "1", true, 1},
-        Edge{Option::kSynCnt, "127", true, 127},
-        Edge{Option::kSynCnt, "128", false, 0},
-        Edge{Option::kMaxSeg, "87", false, 0},
-        Edge{Option::kMaxSeg, "88", true, 88},
-        Edge{Option::kMaxSeg, "32767", true, 32767},
-        Edge{Option::kMaxSeg, "32768", false, 0},
-        Edge{Option::kUserTimeout, "-1", true, kDeriveUserTimeout},
-        Edge{Option::kUserTimeout, "-2", false, 0},
-        Edge{Option::kUserTimeout, "-0", false, 0},
-        Edge{Option::kUserTimeout, "-1x", false, 0},
-        Edge{Option::kUserTimeout, "-10", false, 0},
-        Edge{Option::kUserTimeout, "1", true, 1},
-        Edge{Option::kUserTimeout, "2147483647", true, INT_MAX},
-        Edge{Option::kUserTimeout, "2147483648", false, 0},
-        Edge{Option::kDeferAccept, "2147483647", true, INT_MAX},
-        Edge{Option::kDeferAccept, "2147483648", false, 0},
-        Edge{Option::kWindowClamp, "2147483647", true, INT_MAX},
-        Edge{Option::kWindowClamp, "2147483648", false, 0},
-        // -1 means "derive" for the user timeout only.
-        Edge{Option::kKeepIdle, "-1", false, 0},
-        Edge{Option::kSynCnt, "-1", false, 0}),
+    testing::Values(Edge{Option::kKeepIdle, "0", true, 0},
+                    Edge{Option::kKeepIdle, "1", true, 1},
+                    Edge{Option::kKeepIdle, "32767", true, 32767},
+                    Edge{Option::kKeepIdle, "32768", false, 0},
+                    Edge{Option::kKeepIntvl, "0", true, 0},
+                    Edge{Option::kKeepIntvl, "1", true, 1},
+                    Edge{Option::kKeepIntvl, "32767", true, 32767},
+                    Edge{Option::kKeepIntvl, "32768", false, 0},
+                    Edge{Option::kKeepCnt, "1", true, 1},
+                    Edge{Option::kKeepCnt, "127", true, 127},
+                    Edge{Option::kKeepCnt, "128", false, 0},
+                    Edge{Option::kSynCnt, "1", true, 1},
+                    Edge{Option::kSynCnt, "127", true, 127},
+                    Edge{Option::kSynCnt, "128", false, 0},
+                    Edge{Option::kMaxSeg, "87", false, 0},
+                    Edge{Option::kMaxSeg, "88", true, 88},
+                    Edge{Option::kMaxSeg, "32767", true, 32767},
+                    Edge{Option::kMaxSeg, "32768", false, 0},
+                    Edge{Option::kUserTimeout, "-1", true, kDeriveUserTimeout},
+                    Edge{Option::kUserTimeout, "-2", false, 0},
+                    Edge{Option::kUserTimeout, "-0", false, 0},
+                    Edge{Option::kUserTimeout, "-1x", false, 0},
+                    Edge{Option::kUserTimeout, "-10", false, 0},
+                    Edge{Option::kUserTimeout, "1", true, 1},
+                    Edge{Option::kUserTimeout, "2147483647", true, INT_MAX},
+                    Edge{Option::kUserTimeout, "2147483648", false, 0},
+                    Edge{Option::kDeferAccept, "2147483647", true, INT_MAX},
+                    Edge{Option::kDeferAccept, "2147483648", false, 0},
+                    Edge{Option::kWindowClamp, "2147483647", true, INT_MAX},
+                    Edge{Option::kWindowClamp, "2147483648", false, 0},
+                    // -1 means "derive" for the user timeout only.
+                    Edge{Option::kKeepIdle, "-1", false, 0},
+                    Edge{Option::kSynCnt, "-1", false, 0}),
     PrintEdge);
 
 TEST(ParseOptionValueTest, NullTextIsInvalid) {
@@ -345,8 +344,10 @@ TEST(LegacyNamesTest, KeepaliveGarbageWarnsOnceAndStaysOn) {
 
 TEST(LegacyNamesTest, LegacyNamesApplyWhenTcpNamesAreUnset) {
   FakeEnv env;
-  Settings settings =
-      env.set("KEEPIDLE", "30").set("KEEPCNT", "4").set("KEEPINTVL", "5").parse();
+  Settings settings = env.set("KEEPIDLE", "30")
+                          .set("KEEPCNT", "4")
+                          .set("KEEPINTVL", "5")
+                          .parse();
   EXPECT_EQ(settings.value(Option::kKeepIdle), 30);
   EXPECT_EQ(settings.value(Option::kKeepCnt), 4);
   EXPECT_EQ(settings.value(Option::kKeepIntvl), 5);
@@ -368,7 +369,8 @@ TEST(LegacyNamesTest, TcpNameWinsWhenSet) {
 
 TEST(LegacyNamesTest, InvalidTcpNameStillWinsOverValidLegacyName) {
   FakeEnv env;
-  Settings settings = env.set("TCP_KEEPIDLE", "abc").set("KEEPIDLE", "30").parse();
+  Settings settings =
+      env.set("TCP_KEEPIDLE", "abc").set("KEEPIDLE", "30").parse();
   EXPECT_EQ(settings.value(Option::kKeepIdle), 0);
   ASSERT_EQ(env.warnings().size(), 1u);
   EXPECT_NE(env.warnings()[0].find("TCP_KEEPIDLE=\"abc\""), std::string::npos);
@@ -388,9 +390,9 @@ TEST(LegacyNamesTest, OnlyTheThreeKeepaliveOptionsHaveLegacyNames) {
   EXPECT_STREQ(legacy_env_name(Option::kKeepIdle), "KEEPIDLE");
   EXPECT_STREQ(legacy_env_name(Option::kKeepCnt), "KEEPCNT");
   EXPECT_STREQ(legacy_env_name(Option::kKeepIntvl), "KEEPINTVL");
-  for (Option option : {Option::kKeepAlive, Option::kUserTimeout,
-                        Option::kSynCnt, Option::kDeferAccept, Option::kMaxSeg,
-                        Option::kWindowClamp}) {
+  for (Option option :
+       {Option::kKeepAlive, Option::kUserTimeout, Option::kSynCnt,
+        Option::kDeferAccept, Option::kMaxSeg, Option::kWindowClamp}) {
     EXPECT_EQ(legacy_env_name(option), nullptr);
   }
   FakeEnv env;
@@ -413,10 +415,9 @@ TEST(ModeTest, SynCntAndDeferAcceptApplyOnlyWhereUpstreamSetsThem) {
   EXPECT_FALSE(option_applies(Option::kDeferAccept, Mode::kConnect));
   EXPECT_TRUE(option_applies(Option::kDeferAccept, Mode::kListen));
   EXPECT_TRUE(option_applies(Option::kDeferAccept, Mode::kSocket));
-  for (Option option :
-       {Option::kKeepAlive, Option::kKeepIdle, Option::kKeepCnt,
-        Option::kKeepIntvl, Option::kUserTimeout, Option::kMaxSeg,
-        Option::kWindowClamp}) {
+  for (Option option : {Option::kKeepAlive, Option::kKeepIdle, Option::kKeepCnt,
+                        Option::kKeepIntvl, Option::kUserTimeout,
+                        Option::kMaxSeg, Option::kWindowClamp}) {
     for (Mode mode : {Mode::kConnect, Mode::kListen, Mode::kSocket}) {
       EXPECT_TRUE(option_applies(option, mode));
     }

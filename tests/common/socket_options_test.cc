@@ -64,7 +64,9 @@ void Connect(int fd, const sockaddr_in& addr) {
 }
 
 // The kernel's value for `option` on a socket nobody has touched.
-int SystemDefault(Option option) { return ReadOption(TcpSocket().get(), option); }
+int SystemDefault(Option option) {
+  return ReadOption(TcpSocket().get(), option);
+}
 
 Settings AllOptions() {
   return Settings()
@@ -223,8 +225,7 @@ TEST(ApplyToTest, DerivedTimeoutUsesKernelValuesForUnsetKeepaliveOptions) {
   UniqueFd fd = TcpSocket();
   Settings settings = Settings().with_value(Option::kKeepIdle, 0);
   apply_to(fd.get(), settings, Mode::kConnect);
-  EXPECT_EQ(ReadOption(fd.get(), Option::kUserTimeout),
-            (idle + 15 * 9) * 1000);
+  EXPECT_EQ(ReadOption(fd.get(), Option::kUserTimeout), (idle + 15 * 9) * 1000);
 
   UniqueFd all_zero = TcpSocket();
   settings = settings.with_value(Option::kKeepCnt, 0)
