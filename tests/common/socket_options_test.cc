@@ -184,6 +184,8 @@ TEST(ApplyToTest, AcceptedSocketsInheritFromTheListener) {
   Listener server = Listen(fd.release());
   UniqueFd client = TcpSocket();
   Connect(client.get(), server.addr);
+  // With TCP_DEFER_ACCEPT the connection is only accepted once data arrives.
+  ASSERT_EQ(send(client.get(), "x", 1, 0), 1);
   UniqueFd accepted(accept(server.fd.get(), nullptr, nullptr));
   ASSERT_TRUE(accepted.valid()) << strerror(errno);
   EXPECT_EQ(ReadOption(accepted.get(), Option::kKeepAlive), 1);
