@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Set up, build, demonstrate and test keepalive on a Debian 12 machine.
+#
+#   packaging/dev.sh build   install missing dependencies, configure, build
+#   packaging/dev.sh demo    build, then show the TCP options the kernel
+#                            reports on a client run with libkeepalive.so
+#   packaging/dev.sh test    build, then run the whole test suite
+#
+# Missing packages are installed with apt-get when run as root; otherwise
+# the one apt-get line to run is printed. The build goes to build/ in the
+# repository, with warnings as errors when CI=true. Works from any directory.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO
+readonly BUILD="$REPO/build"
+# Everything the build and the tests use, by Debian package name.
+readonly PACKAGES=(
+  cmake g++ make pkg-config libgtest-dev libseccomp-dev libboost-dev
+  libboost-program-options-dev netcat-openbsd strace nftables iproute2
+  busybox-static util-linux procps
+)
+# Upper bound for the whole test run; each test also has its own timeout.
+readonly TEST_TIMEOUT_SECONDS=1800
+
+log() { printf 'dev.sh: %s\n' "$*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+usage() {
+  sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+install_dependencies() {
+  command -v dpkg-query >/dev/null ||
+    die "dpkg-query not found; on a non-Debian system install: ${PACKAGES[*]}"
+  local missing=() package
+  for package in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
+      grep -q 'install ok installed' || missing+=("$package")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  if ((EUID != 0)); then
+    log "missing build dependencies; run as root, then run dev.sh again:"
+    echo "apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  install_dependencies
+  local werror=OFF
+  [[ "${CI:-}" == true ]] && werror=ON
+  cmake -S "$REPO" -B "$BUILD" -DKEEPALIVE_WERROR="$werror"
+  cmake --build "$BUILD" -j "$(nproc)"
+}
+
+# --- demo --------------------------------------------------------------------
+
+DEMO_PIDS=()
+
+stop_demo_processes() {
+  local pid
+  for pid in "${DEMO_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  DEMO_PIDS=()
+}
+
+# A loopback port nobody uses right now (and not $1).
+free_port() {
+  local port
+  for _ in $(seq 50); do
+    port=$((20000 + RANDOM % 40000))
+    if [[ "$port" != "${1:-}" && -z "$(ss -Htan "sport = :$port")" ]]; then
+      echo "$port"
+      return 0
+    fi
+  done
+  die "no free loopback port found"
+}
+
+# Starts `nc -l` on $1 and waits until it listens.
+start_server() {
+  local port=$1
+  nc -l 127.0.0.1 "$port" </dev/null >/dev/null &
+  DEMO_PIDS+=($!)
+  for _ in $(seq 100); do
+    [[ -n "$(ss -Htln "sport = :$port")" ]] && return 0
+    sleep 0.05
+  done
+  die "the demo server never listened on port $port"
+}
+
+meaning() {
+  case "$1" in
+    SO_KEEPALIVE) echo "send keepalive probes on an idle connection" ;;
+    TCP_KEEPIDLE) echo "seconds idle before the first probe" ;;
+    TCP_KEEPCNT) echo "unanswered probes before the connection is dropped" ;;
+    TCP_KEEPINTVL) echo "seconds between probes" ;;
+    TCP_USER_TIMEOUT) echo "ms data may stay unacknowledged (0: ~15 min of retries)" ;;
+    TCP_SYNCNT) echo "SYN retransmissions before connect() fails" ;;
+    TCP_DEFER_ACCEPT) echo "listening sockets: seconds to wait for data" ;;
+    TCP_MAXSEG) echo "maximum segment size, bytes" ;;
+    TCP_WINDOW_CLAMP) echo "receive window limit, bytes" ;;
+    *) echo "" ;;
+  esac
+}
+
+demo() {
+  build
+  local library="$BUILD/preload/libkeepalive.so"
+  local probe="$BUILD/tests/helpers/sockopt_probe"
+  local port plain_port with without
+  trap stop_demo_processes EXIT
+  trap 'exit 130' INT TERM  # so that the EXIT trap runs on ^C too
+  port=$(free_port)
+  plain_port=$(free_port "$port")
+  start_server "$port"
+  start_server "$plain_port"
+
+  # Two clients, with and without the library. Debian's nc keeps its
+  # connection open after EOF on stdin.
+  LD_PRELOAD="$library" nc 127.0.0.1 "$port" </dev/null >/dev/null &
+  DEMO_PIDS+=($!)
+  with=$("$probe" "$!" "$port" 5000)
+  nc 127.0.0.1 "$plain_port" </dev/null >/dev/null &
+  DEMO_PIDS+=($!)
+  without=$("$probe" "$!" "$plain_port" 5000)
+
+  echo
+  echo "Two netcat clients on loopback, read from outside by sockopt_probe:"
+  echo "  with:    LD_PRELOAD=$library nc 127.0.0.1 $port"
+  echo "  without: nc 127.0.0.1 $plain_port"
+  echo
+  printf '  %-17s %-8s %-8s %s\n' option with without meaning
+  local name value default
+  while read -r name value; do
+    default=$(awk -v n="$name" '$1 == n { print $2 }' <<<"$without")
+    printf '  %-17s %-8s %-8s %s\n' "$name" "$value" "$default" \
+      "$(meaning "$name")"
+  done <<<"$with"
+  echo
+  echo "ss -tnoi shows the keepalive timer on the connection with the library:"
+  ss -tnoi "dport = :$port" | sed 's/^/  /'
+  echo
+  stop_demo_processes
+  trap - EXIT INT TERM
+}
+
+# --- test --------------------------------------------------------------------
+
+run_tests() {
+  build
+  timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
+    ctest --test-dir "$BUILD" --output-on-failure --timeout 300 \
+    -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
+}
+
+case "${1:-}" in
+  build) build ;;
+  demo) demo ;;
+  test) run_tests ;;
+  *) usage ;;
+esac
