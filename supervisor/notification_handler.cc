@@ -92,7 +92,14 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
   }
   Result<Identity> identity = task_identity(static_cast<pid_t>(req.pid));
   if (!still_valid(req.id)) return;
-  if (!identity) return let_through(req.id);
+  if (!identity) {
+    warn_once("identity-unreadable",
+              "cannot tell whether pid " + std::to_string(req.pid) +
+                  " has the supervisor's credentials and network "
+                  "namespace (" + identity.error().message() +
+                  "); its TCP sockets get no options");
+    return let_through(req.id);
+  }
   if (*identity != options_.own) {
     warn_once("identity:" + std::to_string(req.pid),
               "pid " + std::to_string(req.pid) +

@@ -54,6 +54,14 @@ std::vector<long> status_numbers(const std::string& status, const char* name) {
   return numbers;
 }
 
+// The network namespace is identified by the inode of the namespace's own
+// "dev" entry under /proc/PID/net, not by /proc/PID/ns/net: the latter needs
+// ptrace read access, which a non-dumpable target refuses to a supervisor
+// without CAP_SYS_PTRACE (an ordinary user, root in a container), so
+// emulation would silently skip it; /proc/PID/net needs none. Each
+// namespace registers its own entries, whose inode numbers are unique while
+// it lives. /proc/TID resolves to the thread itself, whose namespace is
+// its own.
 Result<void> read_netns(const std::string& path, Identity* id) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return errno_error("stat " + path);
@@ -79,7 +87,7 @@ Result<Identity> own_identity() {
   if (count < 0) return errno_error("getgroups");
   id.groups.resize(count);
   if (getgroups(count, id.groups.data()) < 0) return errno_error("getgroups");
-  if (auto rc = read_netns("/proc/self/ns/net", &id); !rc) {
+  if (auto rc = read_netns("/proc/thread-self/net/dev", &id); !rc) {
     return std::unexpected(rc.error());
   }
   return id;
@@ -102,7 +110,7 @@ Result<Identity> task_identity(pid_t tid) {
   for (long g : status_numbers(text, "Groups")) {
     id.groups.push_back(static_cast<gid_t>(g));
   }
-  if (auto rc = read_netns(proc_path(tid, "ns/net"), &id); !rc) {
+  if (auto rc = read_netns(proc_path(tid, "net/dev"), &id); !rc) {
     return std::unexpected(rc.error());
   }
   return id;

@@ -17,7 +17,7 @@ struct Identity {
   uid_t uid[4] = {};  // real, effective, saved, filesystem
   gid_t gid[4] = {};
   std::vector<gid_t> groups;
-  ino_t netns = 0;
+  ino_t netns = 0;  // identifies the network namespace (see target.cc)
   dev_t netns_dev = 0;
 
   bool operator==(const Identity&) const = default;
