@@ -1,0 +1,33 @@
+# Integration tests: keepalive-supervise puts the options on real targets'
+# sockets (a static raw-syscall helper, busybox nc, threads, descendants,
+# signal storms, credential and namespace changes, a dead peer in a private
+# network namespace), read back from the kernel from outside the target.
+
+add_library(options_harness STATIC options_harness.cc)
+target_link_libraries(options_harness PUBLIC keepalive_common GTest::gtest)
+target_compile_definitions(options_harness PRIVATE
+  KEEPALIVE_SUPERVISE_PATH="$<TARGET_FILE:keepalive-supervise>"
+  KEEPALIVE_RAW_TCP_PATH="$<TARGET_FILE:raw_tcp>"
+  KEEPALIVE_SOCKOPT_PROBE_PATH="$<TARGET_FILE:sockopt_probe>")
+target_compile_options(options_harness PRIVATE ${KEEPALIVE_SANITIZE_FLAGS})
+add_dependencies(options_harness keepalive-supervise raw_tcp sockopt_probe)
+
+# name -> ctest TIMEOUT (seconds) for each of its tests. Every wait inside a
+# test has its own, shorter bound; these are the backstop.
+set(KEEPALIVE_OPTIONS_TESTS
+  supervise_options_test 60
+  supervise_busybox_test 60
+  supervise_threads_test 90
+  supervise_signals_test 180
+  supervise_identity_test 60
+  supervise_dead_peer_test 120
+)
+while(KEEPALIVE_OPTIONS_TESTS)
+  list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)
+  add_executable(${name} ${name}.cc)
+  target_link_libraries(${name} PRIVATE options_harness GTest::gtest_main)
+  target_compile_options(${name} PRIVATE ${KEEPALIVE_SANITIZE_FLAGS})
+  gtest_discover_tests(${name}
+    NO_PRETTY_VALUES DISCOVERY_TIMEOUT 30
+    PROPERTIES TIMEOUT ${timeout} LABELS supervisor)
+endwhile()

@@ -1,0 +1,227 @@
+// The emulate strategy's identity rule: a socket the supervisor makes
+// carries the supervisor's credentials (sk_uid: iptables owner match, uid
+// routing) and lives in the supervisor's network namespace, so it may only
+// be handed to a target with the same credentials and namespace. A target
+// that changed either must get a socket it made itself: the supervisor lets
+// the call through (no options) and warns once. Under the continue
+// strategy, which puts options on the target's own socket, such targets are
+// covered and keep their own identity.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include "tests/supervisor/options_harness.h"
+
+namespace keepalive::tests {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+class CredentialChange : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to change credentials";
+  }
+
+  // Runs `raw_tcp setuid 65534 PORT` under the supervisor with `flags`;
+  // returns the uid owning its connected socket and its options.
+  void run_target(const std::vector<std::string>& flags, uid_t* owner,
+                  Options* options, std::string* stderr_text) {
+    Listener server;
+    Child target(
+        supervised(flags, {raw_tcp_path(), "setuid", std::to_string(kNobody),
+                           std::to_string(server.port())}));
+    std::optional<std::string> line = target.wait_line("connected", 10s);
+    ASSERT_TRUE(line) << target.transcript();
+    UniqueFd peer = server.accept(5s);
+    std::optional<uid_t> uid = socket_uid_by_local_port(word_as_int(*line, 1));
+    ASSERT_TRUE(uid) << "socket not in /proc/net/tcp: " << *line;
+    *owner = *uid;
+    std::string detail;
+    *options = probe_options(word_as_int(*line, 3), server.port(), 5s, &detail);
+    ASSERT_FALSE(options->empty()) << detail;
+    target.close_stdin();
+    EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+    *stderr_text = target.err();
+  }
+};
+
+TEST_F(CredentialChange, EmulationLetsTheCallThroughAndWarnsOnce) {
+  for (const char* strategy : {"emulate", "auto"}) {
+    SCOPED_TRACE(strategy);
+    uid_t owner = 0;
+    Options options;
+    std::string err;
+    run_target({"--mode", "socket", "--strategy", strategy}, &owner, &options,
+               &err);
+    if (HasFatalFailure()) return;
+    // The target's own socket, not one made with root's credentials.
+    EXPECT_EQ(owner, kNobody);
+    Expectation untouched;
+    untouched.applied = false;
+    EXPECT_TRUE(carries(options, untouched));
+    // Three TCP sockets, one warning.
+    EXPECT_EQ(count_of(err, "other credentials"), 1u) << err;
+  }
+}
+
+TEST_F(CredentialChange, ContinueCoversTheTargetUnderItsOwnUid) {
+  for (const char* mode : {"socket", "connect"}) {
+    SCOPED_TRACE(mode);
+    uid_t owner = 0;
+    Options options;
+    std::string err;
+    run_target({"--mode", mode, "--strategy", "continue"}, &owner, &options,
+               &err);
+    if (HasFatalFailure()) return;
+    EXPECT_EQ(owner, kNobody);
+    EXPECT_TRUE(carries(options, Expectation{})) << err;
+  }
+}
+
+// The inode of the network namespace `path` names.
+ino_t netns_inode(const std::string& path) {
+  struct stat st {};
+  stat(path.c_str(), &st);
+  return st.st_ino;
+}
+
+class NamespaceChange : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to unshare";
+    RunOutcome probe = run({"/usr/bin/unshare", "-n", "true"}, {}, 10s);
+    if (probe.exit_code != 0) {
+      GTEST_SKIP() << "network namespaces refused here: " << probe.err;
+    }
+  }
+};
+
+// The target (or, with the parameter set, one of its threads: namespaces
+// are per thread) moves to a new network namespace, then makes sockets.
+TEST_P(NamespaceChange, SocketLivesInTheTargetsNamespace) {
+  // Listening in the test's (host) namespace only: from the target's new,
+  // empty namespace it must be unreachable.
+  Listener server;
+  ino_t host = netns_inode("/proc/self/ns/net");
+  for (const char* strategy : {"emulate", "auto", "continue"}) {
+    SCOPED_TRACE(strategy);
+    std::vector<std::string> command = {raw_tcp_path(), "netns",
+                                        std::to_string(server.port())};
+    if (GetParam()) command.push_back("--thread");
+    RunOutcome outcome =
+        run(supervised({"--mode", "socket", "--strategy", strategy}, command),
+            {}, 20s);
+    ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+    int lines = 0;
+    std::istringstream stream(outcome.out);
+    for (std::string line; std::getline(stream, line);) {
+      if (line.rfind("netns ", 0) != 0) continue;
+      ++lines;
+      Options got = parse_pairs(line);
+      EXPECT_EQ(got["sock"], got["self"]) << line;
+      EXPECT_NE(static_cast<ino_t>(got["sock"]), host) << line;
+      EXPECT_NE(got["connect_errno"], 0)
+          << "reached a port of the host's namespace: " << line;
+    }
+    EXPECT_EQ(lines, 2) << outcome.out;
+    if (std::string(strategy) != "continue") {
+      EXPECT_EQ(count_of(outcome.err, "another network namespace"), 1u)
+          << outcome.err;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(WholeProcessOrOneThread, NamespaceChange,
+                         ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? std::string("one_thread")
+                                          : std::string("process");
+                         });
+
+// The supervisor run by an ordinary user, as most people will: no_new_privs
+// is set, no CAP_SYS_PTRACE, and pidfd_getfd works only on targets that
+// stay dumpable.
+class UnprivilegedSupervisor : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to become nobody";
+    if (access(kSetpriv, X_OK) != 0) {
+      GTEST_SKIP() << kSetpriv << " is missing (Debian package util-linux)";
+    }
+  }
+
+  // Runs `raw_tcp connect PORT [extra]` under a supervisor run as nobody
+  // and reads its socket back from outside (the test is root).
+  void check(const std::vector<std::string>& flags,
+             const std::vector<std::string>& extra, const Expectation& want,
+             std::string* err = nullptr) {
+    Listener server;
+    std::vector<std::string> argv = {kSetpriv, "--reuid=65534", "--regid=65534",
+                                     "--clear-groups"};
+    std::vector<std::string> command = {raw_tcp_path(), "connect",
+                                        std::to_string(server.port())};
+    command.insert(command.end(), extra.begin(), extra.end());
+    for (const std::string& arg : supervised(flags, command)) {
+      argv.push_back(arg);
+    }
+    Child target(argv);
+    std::optional<std::string> line = target.wait_line("connected", 10s);
+    ASSERT_TRUE(line) << target.transcript();
+    UniqueFd peer = server.accept(5s);
+    std::string detail;
+    EXPECT_TRUE(carries(
+        probe_options(word_as_int(*line, 3), server.port(), 5s, &detail), want))
+        << detail << "\n"
+        << target.transcript();
+    EXPECT_EQ(socket_uid_by_local_port(word_as_int(*line, 1)), kNobody);
+    target.close_stdin();
+    EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+    if (err != nullptr) *err = target.err();
+  }
+
+  static constexpr const char* kSetpriv = "/usr/bin/setpriv";
+};
+
+TEST_F(UnprivilegedSupervisor, EveryStrategyWorks) {
+  for (const char* mode : {"socket", "connect"}) {
+    for (const char* strategy : {"emulate", "continue", "auto"}) {
+      SCOPED_TRACE(std::string(mode) + " " + strategy);
+      check({"--mode", mode, "--strategy", strategy}, {}, Expectation{});
+    }
+  }
+}
+
+// A target that makes itself non-dumpable (as sshd, gpg-agent and other
+// guardians of secrets do) cannot be reached with pidfd_getfd without
+// CAP_SYS_PTRACE; emulation needs no such permission and must still cover
+// it, since its credentials and namespace are the supervisor's.
+TEST_F(UnprivilegedSupervisor, EmulationCoversNonDumpableTarget) {
+  check({"--strategy", "emulate"}, {"--nodump"}, Expectation{});
+}
+
+// Continue cannot: the call goes through untouched, with one warning.
+TEST_F(UnprivilegedSupervisor, ContinueWarnsOnceAboutNonDumpableTarget) {
+  Expectation untouched;
+  untouched.applied = false;
+  std::string err;
+  check({"--strategy", "continue"}, {"--nodump"}, untouched, &err);
+  EXPECT_EQ(count_of(err, "refused (EPERM)"), 1u) << err;
+}
+
+}  // namespace
+}  // namespace keepalive::tests
