@@ -39,6 +39,7 @@ struct Probe {
   int user_notif_error = 0;
   bool launched = false;
   std::string launch_error;
+  bool getfd_probed = false;  // the plan chooser ran
   bool getfd_permitted = false;
   int getfd_error = 0;
   bool wait_killable = false;
@@ -65,6 +66,7 @@ Probe probe_supervision() {
   // makes one TCP socket and reports whether it carries SO_KEEPALIVE.
   std::vector<std::string> command = {"/proc/self/exe", "--probe-target"};
   PlanChooser chooser = [&](bool permitted, int err) -> Result<FilterPlan> {
+    probe.getfd_probed = true;
     probe.getfd_permitted = permitted;
     probe.getfd_error = err;
     auto program = build_filter({Mode::kSocket, Strategy::kEmulate, false});
@@ -118,11 +120,23 @@ CheckReport run_check(const Config& config) {
   out << "kernel: " << uts.release << "\n";
 
   Probe probe = probe_supervision();
+  // EPERM/EACCES: seccomp() itself is refused (a seccomp profile or an
+  // LSM), whatever the kernel's version.
+  const bool refused = probe.user_notif_error == EPERM ||
+                       probe.user_notif_error == EACCES;
   out << "seccomp user notification: "
       << (probe.user_notif ? "yes"
                            : "no (" + errno_text(probe.user_notif_error) +
-                                 "; Linux 5.0+ needed)")
+                                 (refused ? "; seccomp() is refused here"
+                                          : "; Linux 5.0+ needed") +
+                                 ")")
       << "\n";
+  // What only a supervised child can show is "not probed" without one,
+  // never a "no" the kernel did not say.
+  auto probed = [&](bool found) {
+    return probe.launched ? yes_no(found)
+                          : std::string("not probed (no supervised child)");
+  };
   if (probe.user_notif) {
     if (!probe.launch_error.empty()) {
       out << "supervised child: failed: " << probe.launch_error << "\n";
@@ -131,20 +145,22 @@ CheckReport run_check(const Config& config) {
           << "\n";
     }
     out << "ADDFD with SEND (emulation, Linux 5.14+): "
-        << yes_no(probe.addfd_send)
+        << probed(probe.addfd_send)
         << (probe.emulated && !probe.addfd_send ? " (ADDFD without SEND works)"
                                                 : "")
         << "\n";
     out << "emulated socket carried the options: "
-        << yes_no(probe.child_result == kGotOptions) << "\n";
+        << probed(probe.child_result == kGotOptions) << "\n";
     out << "pidfd_getfd on the target (continue strategy): "
-        << (probe.getfd_permitted
-                ? "permitted"
+        << (!probe.getfd_probed ? std::string("not probed (no child)")
+            : probe.getfd_permitted
+                ? std::string("permitted")
                 : "refused (" + errno_text(probe.getfd_error) + ")")
         << "\n";
-    out << "WAIT_KILLABLE_RECV (Linux 5.19+): " << yes_no(probe.wait_killable)
+    out << "WAIT_KILLABLE_RECV (Linux 5.19+): " << probed(probe.wait_killable)
         << "\n";
-    out << "SYNC_WAKE_UP (Linux 6.6+): " << yes_no(probe.sync_wake_up) << "\n";
+    out << "SYNC_WAKE_UP (Linux 6.6+): " << probed(probe.sync_wake_up)
+        << "\n";
   }
   UniqueFd thread_pidfd(sys::pidfd_open(getpid(), PIDFD_THREAD));
   out << "PIDFD_THREAD (Linux 6.9+): " << yes_no(thread_pidfd.valid())
@@ -165,6 +181,10 @@ CheckReport run_check(const Config& config) {
                                             probe.getfd_permitted,
                                             probe.getfd_error);
     out << "mode " << mode_name(mode) << ": ";
+    if (!probe.launched) {
+      out << "cannot work: no child could be supervised here (see above)\n";
+      continue;
+    }
     if (!choice.ok) {
       out << "cannot work: " << choice.error << "\n";
       continue;

@@ -67,6 +67,13 @@ Result<std::vector<sock_filter>> export_program(scmp_filter_ctx ctx) {
 }  // namespace
 
 Result<std::vector<sock_filter>> build_filter(const FilterSpec& spec) {
+  // libseccomp accepts SCMP_ACT_NOTIFY only if its own probe of the
+  // kernel, a seccomp() call from this process, succeeds. Under a profile
+  // that refuses seccomp() building then fails with EINVAL, which reads as
+  // "the kernel lacks user notification" and bypasses --fail-open.
+  // Building the program is pure: pin the API level that has NOTIFY and let
+  // the child's install report the real errno.
+  if (seccomp_api_get() < 5) seccomp_api_set(5);
   FilterCtx ctx(seccomp_init(SCMP_ACT_ALLOW), seccomp_release);
   if (!ctx) return std::unexpected(SysError{ENOMEM, "seccomp_init"});
   // 32-bit and x32 calls pass untouched rather than killing the target
