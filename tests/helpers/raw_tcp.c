@@ -8,12 +8,14 @@
 // Every line it prints is written with one write(2), so lines from threads
 // and forked children never interleave. Commands:
 //
-//   connect PORT [--ipv6] [--read] [--nodump]
+//   connect PORT [--ipv6] [--read] [--nodump] [--nonblock]
 //       Connects to loopback:PORT and prints "connected LPORT pid PID".
 //       Then waits for EOF on stdin, or with --read blocks reading the
 //       socket and prints "read-error errno=N" (exit 3) or "eof" (exit 4).
 //       --nodump: first makes itself non-dumpable, as daemons that guard
 //       secrets do (ptrace and pidfd_getfd then need CAP_SYS_PTRACE).
+//       --nonblock: connects as Go's runtime does, with a SOCK_NONBLOCK |
+//       SOCK_CLOEXEC socket, EINPROGRESS, poll and SO_ERROR.
 //   serve [--ipv6] [--read]
 //       Listens on an ephemeral loopback port, prints "listening PORT pid
 //       PID", accepts one connection, prints "accepted PEERPORT pid PID",
@@ -29,9 +31,12 @@
 //       calls only once it is a zombie. --unshare-files: each thread first
 //       gets a file descriptor table of its own (unshare(CLONE_FILES)).
 //   storm N [--connect PORT|--listen] [--exit-after MS CODE]
+//         [--exec-after MS PORT]
 //       N threads make TCP sockets (and connect or listen) in a tight loop;
 //       prints "storming pid PID"; exits with CODE after MS milliseconds
-//       (while calls are in flight), or runs until killed.
+//       (while calls are in flight), or runs until killed. --exec-after:
+//       the main thread execs "raw_tcp connect PORT" instead, which kills
+//       the other threads mid-call.
 //   signals COUNT [--timer-us US] [--urg] [--connect PORT|--listen]
 //       COUNT iterations of socket() (+ connect or listen) while signals
 //       with SA_RESTART handlers rain on it: SIGALRM from an interval timer
@@ -70,6 +75,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -256,18 +262,30 @@ static int read_until_end(int fd) {
 static int cmd_connect(int argc, char** argv) {
   if (argc < 1) die("usage: connect PORT");
   int port = parse_int(argv[0]);
-  int family = AF_INET, read_socket = 0;
+  int family = AF_INET, read_socket = 0, nonblock = 0;
+  const int flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--ipv6") == 0) family = AF_INET6;
     if (strcmp(argv[i], "--read") == 0) read_socket = 1;
+    if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
     if (strcmp(argv[i], "--nodump") == 0 &&
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
       die("prctl");
     }
   }
-  int fd = raw_socket(family, SOCK_STREAM, 0);
+  int fd = raw_socket(family, SOCK_STREAM | (nonblock ? flags : 0), 0);
   if (fd < 0) die("socket");
-  if (connect_loopback(fd, family, port) != 0) die("connect");
+  if (connect_loopback(fd, family, port) != 0) {
+    if (!nonblock || errno != EINPROGRESS) die("connect");
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (poll(&p, 1, 10000) != 1) die("poll");
+    int err = int_option(fd, SOL_SOCKET, SO_ERROR);
+    if (err != 0) {
+      errno = err;
+      die("connect (SO_ERROR)");
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  }
   char opts[512];
   format_options(fd, opts, sizeof opts);
   emit("connected %d pid %d%s\n", local_port(fd), getpid(), opts);
@@ -478,10 +496,13 @@ static int cmd_storm(int argc, char** argv) {
   struct StormJob job = {kFollowNone, 0};
   parse_follow(argc, argv, 1, &job.follow, &job.port);
   int exit_after = -1, code = 0;
+  const char* exec_port = NULL;
   for (int i = 1; i + 2 < argc; ++i) {
-    if (strcmp(argv[i], "--exit-after") == 0) {
+    if (strcmp(argv[i], "--exit-after") == 0 ||
+        strcmp(argv[i], "--exec-after") == 0) {
       exit_after = parse_int(argv[i + 1]);
       code = parse_int(argv[i + 2]);
+      if (strcmp(argv[i], "--exec-after") == 0) exec_port = argv[i + 2];
     }
   }
   for (int i = 0; i < count; ++i) {
@@ -495,6 +516,11 @@ static int cmd_storm(int argc, char** argv) {
     for (;;) pause();
   }
   usleep((useconds_t)exit_after * 1000);
+  if (exec_port != NULL) {
+    char* args[] = {"raw_tcp", "connect", (char*)exec_port, NULL};
+    execv("/proc/self/exe", args);
+    die("execv");
+  }
   _exit(code);  // exit_group: the storm threads die mid-call
 }
 

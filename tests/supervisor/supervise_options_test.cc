@@ -276,6 +276,26 @@ TEST(StaticTargetSettings, KeepaliveOffLeavesSocketsAlone) {
   }
 }
 
+// A client that connects the way Go's runtime does: SOCK_NONBLOCK |
+// SOCK_CLOEXEC, connect() answering EINPROGRESS, poll, SO_ERROR.
+TEST_P(StaticTarget, NonBlockingClientCarriesDefaults) {
+  Listener server;
+  Child target(supervised(GetParam().flags(),
+                          {raw_tcp_path(), "connect",
+                           std::to_string(server.port()), "--nonblock"}));
+  std::optional<std::string> line = target.wait_line("connected", 10s);
+  ASSERT_TRUE(line) << target.transcript();
+  UniqueFd peer = server.accept(5s);
+  std::string detail;
+  EXPECT_TRUE(
+      carries(probe_options(word_as_int(*line, 3), server.port(), 5s, &detail),
+              defaults(GetParam().client_gets_options())))
+      << detail << "\n"
+      << target.transcript();
+  target.close_stdin();
+  EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+}
+
 // IPv6 sockets are covered like IPv4 ones (the filter matches AF_INET6).
 class StaticTargetIpv6 : public ::testing::TestWithParam<Case> {};
 

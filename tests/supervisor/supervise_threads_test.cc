@@ -270,6 +270,33 @@ TEST_P(DyingTarget, SigkillWhileCallsInFlightGives137) {
   }
 }
 
+// exec from one thread kills the others mid-call (their notifications are
+// withdrawn); the new program's sockets must still get options.
+TEST_P(DyingTarget, ExecWhileOtherThreadsAreInCalls) {
+  for (int round = 0; round < 3; ++round) {
+    Listener server;
+    Child target(supervised(
+        flags_of(GetParam()),
+        storm_command({"--exec-after", "300", std::to_string(server.port())})));
+    std::optional<std::string> line = target.wait_line("connected", 10s);
+    ASSERT_TRUE(line) << "round " << round << "\n" << target.transcript();
+    UniqueFd peer = server.accept(5s);
+    // A client gets no options in listen mode: there only the survival of
+    // target and supervisor is checked.
+    if (GetParam().mode != "listen") {
+      std::string detail;
+      EXPECT_TRUE(carries(
+          probe_options(word_as_int(*line, 3), server.port(), 5s, &detail),
+          Expectation{}))
+          << "round " << round << " " << detail << "\n"
+          << target.transcript();
+    }
+    target.close_stdin();
+    EXPECT_EQ(target.wait_exit(20s), 0) << "round " << round << "\n"
+                                        << target.transcript();
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Strategies, DyingTarget,
     ::testing::Values(Case{"socket", "emulate", "socket"},
