@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <string>
 
 #include "common/syscalls.h"
@@ -127,23 +126,19 @@ Result<pid_t> thread_group_of(pid_t tid) {
 }
 
 Result<UniqueFd> open_task_pidfd(pid_t tid) {
-  // Whether PIDFD_THREAD works is learnt once, from the first attempt.
-  static std::atomic<int> thread_flag_works{-1};
-  if (thread_flag_works.load(std::memory_order_relaxed) != 0) {
+  // Whether PIDFD_THREAD works is probed once, on ourselves: learnt from a
+  // target's task, the EINVAL of a task that happens to be exiting would
+  // be taken for an old kernel for good, and every later thread would go
+  // the leader's way (which newer kernels answer with ENOENT, not EINVAL).
+  static const bool thread_flag_works = [] {
+    UniqueFd self(sys::pidfd_open(getpid(), PIDFD_THREAD));
+    return self.valid();
+  }();
+  if (thread_flag_works) {
     int fd = sys::pidfd_open(tid, PIDFD_THREAD);
-    if (fd >= 0) {
-      thread_flag_works.store(1, std::memory_order_relaxed);
-      return UniqueFd(fd);
-    }
-    if (errno == ESRCH) return errno_error("pidfd_open");
-    if (errno == EINVAL && thread_flag_works.load() == -1) {
-      thread_flag_works.store(0, std::memory_order_relaxed);
-    } else if (errno == EINVAL) {
-      errno = ESRCH;  // PIDFD_THREAD is known to work: the task is dying
-      return errno_error("pidfd_open");
-    } else {
-      return errno_error("pidfd_open");
-    }
+    if (fd >= 0) return UniqueFd(fd);
+    if (errno == EINVAL) errno = ESRCH;  // the flag works: the task is dying
+    return errno_error("pidfd_open");
   }
   // Before 6.9: only a thread group leader has a pidfd. A thread that
   // unshared its fd table is not reached this way (its leader's table is).
