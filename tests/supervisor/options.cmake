@@ -1,16 +1,19 @@
 # Integration tests: keepalive-supervise puts the options on real targets'
 # sockets (a static raw-syscall helper, busybox nc, threads, descendants,
 # signal storms, credential and namespace changes, a dead peer in a private
-# network namespace), read back from the kernel from outside the target.
+# network namespace, older kernels' fallbacks), read back from the kernel
+# from outside the target.
 
 add_library(options_harness STATIC options_harness.cc)
 target_link_libraries(options_harness PUBLIC keepalive_common GTest::gtest)
 target_compile_definitions(options_harness PRIVATE
   KEEPALIVE_SUPERVISE_PATH="$<TARGET_FILE:keepalive-supervise>"
   KEEPALIVE_RAW_TCP_PATH="$<TARGET_FILE:raw_tcp>"
-  KEEPALIVE_SOCKOPT_PROBE_PATH="$<TARGET_FILE:sockopt_probe>")
+  KEEPALIVE_SOCKOPT_PROBE_PATH="$<TARGET_FILE:sockopt_probe>"
+  KEEPALIVE_FAKE_OLD_KERNEL_PATH="$<TARGET_FILE:fake_old_kernel>")
 target_compile_options(options_harness PRIVATE ${KEEPALIVE_SANITIZE_FLAGS})
-add_dependencies(options_harness keepalive-supervise raw_tcp sockopt_probe)
+add_dependencies(options_harness keepalive-supervise raw_tcp sockopt_probe
+  fake_old_kernel)
 
 # name -> ctest TIMEOUT (seconds) for each of its tests. Every wait inside a
 # test has its own, shorter bound; these are the backstop.
@@ -21,6 +24,7 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_signals_test 180
   supervise_identity_test 60
   supervise_dead_peer_test 120
+  supervise_fallbacks_test 180
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)

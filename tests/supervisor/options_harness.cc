@@ -74,6 +74,7 @@ socklen_t loopback(int family, int port, sockaddr_storage* out) {
 std::string supervise_path() { return KEEPALIVE_SUPERVISE_PATH; }
 std::string raw_tcp_path() { return KEEPALIVE_RAW_TCP_PATH; }
 std::string sockopt_probe_path() { return KEEPALIVE_SOCKOPT_PROBE_PATH; }
+std::string fake_old_kernel_path() { return KEEPALIVE_FAKE_OLD_KERNEL_PATH; }
 
 Child::Child(const std::vector<std::string>& argv,
              const std::vector<std::string>& env) {

@@ -23,6 +23,9 @@ using namespace std::chrono_literals;
 std::string supervise_path();
 std::string raw_tcp_path();
 std::string sockopt_probe_path();
+// The library that, preloaded into the supervisor, fakes an older kernel
+// (see tests/helpers/fake_old_kernel.c).
+std::string fake_old_kernel_path();
 
 // A child in its own process group, with stdin, stdout and stderr on pipes.
 // Its environment is the test's own minus every variable that steers the
