@@ -8,7 +8,7 @@
 // Every line it prints is written with one write(2), so lines from threads
 // and forked children never interleave. Commands:
 //
-//   connect PORT [--ipv6] [--read] [--nodump] [--nonblock]
+//   connect PORT [--ipv6] [--mptcp] [--read] [--nodump] [--nonblock]
 //       Connects to loopback:PORT and prints "connected LPORT pid PID".
 //       Then waits for EOF on stdin, or with --read blocks reading the
 //       socket and prints "read-error errno=N" (exit 3) or "eof" (exit 4).
@@ -16,6 +16,8 @@
 //       secrets do (ptrace and pidfd_getfd then need CAP_SYS_PTRACE).
 //       --nonblock: connects as Go's runtime does, with a SOCK_NONBLOCK |
 //       SOCK_CLOEXEC socket, EINPROGRESS, poll and SO_ERROR.
+//       --mptcp: a Multipath TCP socket (IPPROTO_MPTCP), as Go's net
+//       package makes when asked (SetMultipathTCP).
 //   serve [--ipv6] [--read]
 //       Listens on an ephemeral loopback port, prints "listening PORT pid
 //       PID", accepts one connection, prints "accepted PEERPORT pid PID",
@@ -262,18 +264,19 @@ static int read_until_end(int fd) {
 static int cmd_connect(int argc, char** argv) {
   if (argc < 1) die("usage: connect PORT");
   int port = parse_int(argv[0]);
-  int family = AF_INET, read_socket = 0, nonblock = 0;
+  int family = AF_INET, protocol = 0, read_socket = 0, nonblock = 0;
   const int flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--ipv6") == 0) family = AF_INET6;
     if (strcmp(argv[i], "--read") == 0) read_socket = 1;
     if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
+    if (strcmp(argv[i], "--mptcp") == 0) protocol = 262;  // IPPROTO_MPTCP
     if (strcmp(argv[i], "--nodump") == 0 &&
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
       die("prctl");
     }
   }
-  int fd = raw_socket(family, SOCK_STREAM | (nonblock ? flags : 0), 0);
+  int fd = raw_socket(family, SOCK_STREAM | (nonblock ? flags : 0), protocol);
   if (fd < 0) die("socket");
   if (connect_loopback(fd, family, port) != 0) {
     if (!nonblock || errno != EINPROGRESS) die("connect");

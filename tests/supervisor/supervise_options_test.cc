@@ -20,6 +20,7 @@
 //    timeout from its listening socket.
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <sstream>
@@ -292,6 +293,36 @@ TEST_P(StaticTarget, NonBlockingClientCarriesDefaults) {
               defaults(GetParam().client_gets_options())))
       << detail << "\n"
       << target.transcript();
+  target.close_stdin();
+  EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+}
+
+// Multipath TCP sockets are trapped and covered too (the filter matches
+// IPPROTO_MPTCP), as far as the kernel supports the options on them: the
+// keepalive ones yes; TCP_USER_TIMEOUT, TCP_SYNCNT and TCP_WINDOW_CLAMP not
+// (as of Linux 6.18: ENOPROTOOPT), which the supervisor reports on stderr.
+TEST_P(StaticTarget, MultipathClientCarriesKeepalive) {
+  // Whether this kernel makes MPTCP sockets at all (net.mptcp.enabled).
+  UniqueFd probe(socket(AF_INET, SOCK_STREAM, 262 /* IPPROTO_MPTCP */));
+  if (!probe.valid()) GTEST_SKIP() << "no MPTCP here: " << strerror(errno);
+  Listener server;
+  Child target(supervised(
+      GetParam().flags(),
+      {raw_tcp_path(), "connect", std::to_string(server.port()), "--mptcp"}));
+  std::optional<std::string> line = target.wait_line("connected", 10s);
+  ASSERT_TRUE(line) << target.transcript();
+  UniqueFd peer = server.accept(5s);
+  std::string detail;
+  Options got =
+      probe_options(word_as_int(*line, 3), server.port(), 5s, &detail);
+  ASSERT_FALSE(got.empty()) << detail;
+  bool gets = GetParam().client_gets_options();
+  EXPECT_EQ(got["SO_KEEPALIVE"], gets ? 1 : 0) << *line;
+  if (gets) {
+    EXPECT_EQ(got["TCP_KEEPIDLE"], 15) << *line;
+    EXPECT_EQ(got["TCP_KEEPINTVL"], 15) << *line;
+    EXPECT_EQ(got["TCP_KEEPCNT"], 9) << *line;
+  }
   target.close_stdin();
   EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
 }
