@@ -197,12 +197,19 @@ CheckReport run_check(const Config& config) {
     out << "\n";
   }
 
+  // The verdict is for what was asked: --mode and --strategy (defaults:
+  // socket, auto).
+  StrategyChoice asked = choose_strategy(config.strategy, config.mode,
+                                         probe.getfd_permitted,
+                                         probe.getfd_error);
   CheckReport report;
-  report.can_work = probe.user_notif && probe.launched &&
-                    (emulation_works || probe.getfd_permitted);
-  out << (report.can_work
-              ? "verdict: keepalive-supervise can work here\n"
-              : "verdict: keepalive-supervise cannot work here\n");
+  report.can_work =
+      probe.user_notif && probe.launched && asked.ok &&
+      (asked.strategy == Strategy::kEmulate ? emulation_works
+                                            : probe.getfd_permitted);
+  out << "verdict: keepalive-supervise " << (report.can_work ? "can" : "cannot")
+      << " work here (mode " << mode_name(config.mode) << ", strategy "
+      << strategy_name(config.strategy) << ")\n";
   report.text = out.str();
   return report;
 }
