@@ -13,6 +13,7 @@
 //    answered separately.
 // `keepalive-supervise --check` must report the faked kernel truthfully,
 // which also shows that the fake took effect.
+#include <errno.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -174,9 +175,10 @@ TEST_P(OlderKernel, AfterTheLeaderExitedCallsStillSucceed) {
 
 // Signals interrupting calls the supervisor has received already: every
 // call must still succeed once and carry options. Without ADDFD_FLAG_SEND
-// a signal between adding the fd and answering leaves the added fd behind
-// in the target (a kernel limitation the flag was made for), so leaks are
-// only counted against kernels that have it.
+// (Linux 5.9 to 5.13, Debian 11's 5.10 among them) a signal between adding
+// the fd and answering leaves the added fd behind in the target, and the
+// restarted call gets another: a kernel limitation the flag was made for,
+// so leaks are only counted against kernels that have it.
 TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
   const FakeKernel& k = GetParam();
   for (const auto& [strategy, follow, count] :
@@ -204,14 +206,19 @@ TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
           outcome.out.substr(at, outcome.out.find('\n', at) - at);
       Options result = parse_pairs(line);
       EXPECT_EQ(result["calls"], count) << line;
-      EXPECT_EQ(result["errors"], 0) << line;
       EXPECT_EQ(result["missing"], 0) << line;
       EXPECT_GT(result["signals"], 10) << line;
       if (k.addfd_send || strategy != "emulate") {
+        EXPECT_EQ(result["errors"], 0) << line;
         EXPECT_EQ(result["fdleak"], 0) << line;
       } else {
-        RecordProperty("fdleak_without_addfd_send",
-                       std::to_string(result["fdleak"]));
+        // The leaked fds can run the target into its RLIMIT_NOFILE (seen
+        // with a sanitized, slower supervisor: 1000 fds leaked in 2000
+        // calls); no other failure is acceptable.
+        if (result["errors"] > 0) {
+          EXPECT_EQ(result["first_errno"], EMFILE) << line;
+        }
+        RecordProperty("without_addfd_send", line);
       }
     }
   }
