@@ -5,6 +5,8 @@
 #   packaging/dev.sh demo    build, then show the TCP options the kernel
 #                            reports on a client run with libkeepalive.so
 #   packaging/dev.sh test    build, then run the whole test suite
+#   packaging/dev.sh bench   build, then benchmark every mode
+#                            against bare; prints a table, writes a chart
 #
 # Missing packages are installed with apt-get when run as root; otherwise
 # the one apt-get line to run is printed. The build goes to build/ in the
@@ -18,8 +20,11 @@ readonly BUILD="$REPO/build"
 readonly PACKAGES=(
   cmake g++ make pkg-config libgtest-dev libseccomp-dev libboost-dev
   libboost-program-options-dev netcat-openbsd strace nftables iproute2
-  busybox-static util-linux procps
+  busybox-static util-linux procps dpkg-dev man-db groff-base file python3
+  python3-yaml
 )
+# What the benchmark needs on top (gnuplot draws its chart).
+readonly BENCH_PACKAGES=(python3 gnuplot-nox)
 # Upper bound for the whole test run; each test also has its own timeout.
 readonly TEST_TIMEOUT_SECONDS=1800
 
@@ -30,15 +35,16 @@ die() {
 }
 
 usage() {
-  sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
+# Installs those of the named packages that are missing.
 install_dependencies() {
   command -v dpkg-query >/dev/null ||
-    die "dpkg-query not found; on a non-Debian system install: ${PACKAGES[*]}"
+    die "dpkg-query not found; on a non-Debian system install: $*"
   local missing=() package
-  for package in "${PACKAGES[@]}"; do
+  for package in "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null |
       grep -q 'install ok installed' || missing+=("$package")
   done
@@ -55,7 +61,7 @@ install_dependencies() {
 }
 
 build() {
-  install_dependencies
+  install_dependencies "${PACKAGES[@]}"
   local werror=OFF
   [[ "${CI:-}" == true ]] && werror=ON
   cmake -S "$REPO" -B "$BUILD" -DKEEPALIVE_WERROR="$werror"
@@ -165,9 +171,19 @@ run_tests() {
     -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
 }
 
+# --- bench -------------------------------------------------------------------
+
+bench() {
+  build
+  install_dependencies "${BENCH_PACKAGES[@]}"
+  cmake --build "$BUILD" --target bench
+  log "table above; results.csv and chart.png in $BUILD/bench"
+}
+
 case "${1:-}" in
   build) build ;;
   demo) demo ;;
   test) run_tests ;;
+  bench) bench ;;
   *) usage ;;
 esac
