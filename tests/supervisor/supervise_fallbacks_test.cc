@@ -190,7 +190,8 @@ TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
       SCOPED_TRACE(strategy + " " + storm[0]);
       Listener server(AF_INET, 4096);
       std::vector<std::string> command = {raw_tcp_path(), "signals",
-                                          std::to_string(count)};
+                                          std::to_string(count),
+                                          "--min-signals", "50"};
       command.insert(command.end(), storm.begin(), storm.end());
       if (follow == "connect") {
         command.insert(command.end(),
@@ -205,7 +206,7 @@ TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
       std::string line =
           outcome.out.substr(at, outcome.out.find('\n', at) - at);
       Options result = parse_pairs(line);
-      EXPECT_EQ(result["calls"], count) << line;
+      EXPECT_GE(result["calls"], count) << line;
       EXPECT_EQ(result["missing"], 0) << line;
       EXPECT_GT(result["signals"], 10) << line;
       if (k.addfd_send || strategy != "emulate") {

@@ -60,7 +60,8 @@ class SignalStorm : public ::testing::TestWithParam<Case> {
     // Connections are never accepted; the backlog holds them all.
     Listener server(AF_INET, 4096);
     std::vector<std::string> command = {raw_tcp_path(), "signals",
-                                        std::to_string(c.count)};
+                                        std::to_string(c.count),
+                                        "--min-signals", "50"};
     command.insert(command.end(), signal_flags.begin(), signal_flags.end());
     if (c.follow == "connect") {
       command.insert(command.end(),
@@ -78,7 +79,7 @@ class SignalStorm : public ::testing::TestWithParam<Case> {
     ASSERT_NE(at, std::string::npos) << outcome.out << outcome.err;
     std::string line = outcome.out.substr(at, outcome.out.find('\n', at) - at);
     Options result = parse_pairs(line);
-    EXPECT_EQ(result["calls"], c.count) << line;
+    EXPECT_GE(result["calls"], c.count) << line;
     EXPECT_EQ(result["errors"], 0) << line;
     EXPECT_EQ(result["missing"], 0) << "sockets without options: " << line;
     EXPECT_EQ(result["fdleak"], 0) << line;
