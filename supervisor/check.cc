@@ -80,7 +80,7 @@ Probe probe_supervision() {
     probe.launch_error = launched.error().message();
     return probe;
   }
-  probe.launched = launched->exec_error == 0;
+  probe.launched = true;
   probe.wait_killable = launched->wait_killable_recv;
   uint64_t flag = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
   probe.sync_wake_up = ioctl(launched->listener.get(),

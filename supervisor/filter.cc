@@ -64,7 +64,24 @@ Result<std::vector<sock_filter>> export_program(scmp_filter_ctx ctx) {
   return program;
 }
 
+// The calls after which a thread's credentials or network namespace may
+// differ (commit_creds and switch_task_namespaces callers a process can
+// reach). clone and clone3 make new threads, which are judged afresh.
+constexpr int kIdentityCalls[] = {
+    SCMP_SYS(setuid),   SCMP_SYS(setgid),    SCMP_SYS(setreuid),
+    SCMP_SYS(setregid), SCMP_SYS(setresuid), SCMP_SYS(setresgid),
+    SCMP_SYS(setfsuid), SCMP_SYS(setfsgid),  SCMP_SYS(setgroups),
+    SCMP_SYS(unshare),  SCMP_SYS(setns),
+};
+
 }  // namespace
+
+bool changes_identity(int nr) {
+  for (int call : kIdentityCalls) {
+    if (nr == call) return true;
+  }
+  return nr == SCMP_SYS(execve) || nr == SCMP_SYS(execveat);
+}
 
 Result<std::vector<sock_filter>> build_filter(const FilterSpec& spec) {
   // libseccomp accepts SCMP_ACT_NOTIFY only if its own probe of the
@@ -94,6 +111,18 @@ Result<std::vector<sock_filter>> build_filter(const FilterSpec& spec) {
   Result<void> rc;
   if (spec.strategy == Strategy::kEmulate) {
     rc = add_emulation_rules(ctx.get());
+    for (int call : kIdentityCalls) {
+      if (rc) {
+        rc = check(seccomp_rule_add(ctx.get(), SCMP_ACT_NOTIFY, call, 0),
+                   "seccomp_rule_add(identity call)");
+      }
+    }
+    for (int call : {SCMP_SYS(execve), SCMP_SYS(execveat)}) {
+      if (rc && spec.watch_exec) {
+        rc = check(seccomp_rule_add(ctx.get(), SCMP_ACT_NOTIFY, call, 0),
+                   "seccomp_rule_add(exec)");
+      }
+    }
   } else {
     if (rc && spec.mode != Mode::kListen) {
       rc = check(seccomp_rule_add(ctx.get(), SCMP_ACT_NOTIFY,

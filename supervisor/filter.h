@@ -17,7 +17,17 @@ struct FilterSpec {
   Mode mode = Mode::kSocket;
   Strategy strategy = Strategy::kEmulate;  // kEmulate or kContinue
   bool deny_io_uring = false;
+  // Emulate only: also trap execve/execveat, which change credentials when
+  // no_new_privs is off (setuid programs).
+  bool watch_exec = false;
 };
+
+// Whether syscall `nr` can give the calling thread other credentials or
+// another network namespace (the setuid family, setgroups, unshare, setns,
+// and execve/execveat). Under kEmulate the filter traps them so that the
+// supervisor can forget what it knew of the thread (see task_cache.h); they
+// are rare, and answered at once with CONTINUE.
+bool changes_identity(int nr);
 
 // Builds the BPF program with libseccomp:
 //  - kEmulate: socket() with domain AF_INET/AF_INET6, (type & 0xf) ==
@@ -25,6 +35,8 @@ struct FilterSpec {
 //    so that no other socket() call leaves the kernel;
 //  - kContinue: connect() in connect and socket modes, listen() in listen
 //    and socket modes;
+//  - kEmulate: also the calls for which changes_identity() is true (exec
+//    only with watch_exec);
 //  - io_uring_setup: a notification (the supervisor warns once), or ENOSYS
 //    in the filter itself when deny_io_uring.
 Result<std::vector<sock_filter>> build_filter(const FilterSpec& spec);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -29,7 +30,6 @@ enum class ChildReport : int32_t {
   kInstalled = 1,
   kInstallFailed,    // the child exits
   kRunUnsupervised,  // install failed, fail_open: the child goes on to exec
-  kExecFailed,
 };
 
 struct ReportMessage {
@@ -121,11 +121,23 @@ void send_report(int sock, ChildReport kind, int value, int fd = -1) {
 
   sigprocmask(SIG_SETMASK, exec_mask, nullptr);
   execvp(argv[0], argv);
-  sigset_t all;
-  sigfillset(&all);
-  sigprocmask(SIG_SETMASK, &all, nullptr);
-  send_report(sock, ChildReport::kExecFailed, errno);
-  _exit(errno == ENOENT ? 127 : 126);
+  // The parent does not wait for the exec (the filter may trap execve, and
+  // the parent must be free to answer), so the child says what went wrong.
+  int err = errno;
+  char reason[128];
+  const char* why = err == ENOENT ? "command not found"
+                                  : strerror_r(err, reason, sizeof reason);
+  char line[512];
+  int len = snprintf(line, sizeof line, "keepalive-supervise: %s: %s\n",
+                     argv[0], why);
+  if (len > 0) {
+    ssize_t ignored = write(STDERR_FILENO, line,
+                            static_cast<size_t>(len) < sizeof line
+                                ? static_cast<size_t>(len)
+                                : sizeof line - 1);
+    (void)ignored;
+  }
+  _exit(err == ENOENT ? 127 : 126);
 }
 
 Result<ReportMessage> receive_report(int sock, UniqueFd* fd) {
@@ -255,13 +267,6 @@ Result<Launched> launch(const std::vector<std::string>& command,
     return std::unexpected(err);
   }
   launched.wait_killable_recv = !unsupervised && report->value != 0;
-
-  // Either EOF (exec succeeded: the CLOEXEC socket closed) or an exec error.
-  UniqueFd unused;
-  report = receive_report(ours.get(), &unused);
-  if (report && report->kind == ChildReport::kExecFailed) {
-    launched.exec_error = report->value;
-  }
   return launched;
 }
 

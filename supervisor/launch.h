@@ -45,12 +45,13 @@ struct Launched {
   UniqueFd listener;  // the seccomp notification fd; invalid if unsupervised
   int install_error = 0;  // errno of a failed install under fail_open
   bool wait_killable_recv = false;  // what the kernel accepted
-  int exec_error = 0;  // errno of a failed exec; the child then exits 127
 };
 
 // Forks and starts `command` (looked up in PATH). A failure before the
 // filter is in place returns an error; the child, if any, is killed and
-// reaped. An exec failure is not an error: see Launched::exec_error.
+// reaped. Returns once the filter is in place, without waiting for the
+// exec (which the filter may trap): if the exec fails, the child prints one
+// line naming the command and exits 127 (not found) or 126.
 // `target_mask` is the signal mask the command starts with (the one the
 // supervisor itself was started with, not the one it blocks for signalfd).
 Result<Launched> launch(const std::vector<std::string>& command,

@@ -13,6 +13,7 @@
 #include "common/socket_options.h"
 #include "common/syscalls.h"
 #include "common/unique_fd.h"
+#include "supervisor/filter.h"
 #include "supervisor/log.h"
 
 namespace keepalive {
@@ -72,6 +73,11 @@ void NotificationHandler::handle_one() {
                                                        : Mode::kListen);
   } else if (req.data.nr == SYS_io_uring_setup) {
     note_io_uring(req);
+  } else if (changes_identity(req.data.nr)) {
+    // The call may give the thread other credentials or another network
+    // namespace: judge it again at its next socket().
+    tasks_.forget(static_cast<pid_t>(req.pid));
+    let_through(req.id);
   } else {
     let_through(req.id);
   }
@@ -90,24 +96,7 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
                        "TCP socket; it gets no options");
     return let_through(req.id);
   }
-  Result<Identity> identity = task_identity(static_cast<pid_t>(req.pid));
-  if (!still_valid(req.id)) return;
-  if (!identity) {
-    warn_once("identity-unreadable",
-              "cannot tell whether pid " + std::to_string(req.pid) +
-                  " has the supervisor's credentials and network "
-                  "namespace (" + identity.error().message() +
-                  "); its TCP sockets get no options");
-    return let_through(req.id);
-  }
-  if (*identity != options_.own) {
-    warn_once("identity:" + std::to_string(req.pid),
-              "pid " + std::to_string(req.pid) +
-                  " runs with other credentials or in another network "
-                  "namespace than the supervisor; its TCP sockets get no "
-                  "options (use --strategy continue to cover it)");
-    return let_through(req.id);
-  }
+  if (!identity_matches(req)) return;
 
   // SOCK_CLOEXEC here only protects our copy; the target's copy gets
   // O_CLOEXEC below exactly when it asked for it. SOCK_NONBLOCK travels
@@ -163,9 +152,16 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
                        "trapped call; its socket gets no options");
     return let_through(req.id);
   }
-  Result<UniqueFd> pidfd = open_task_pidfd(static_cast<pid_t>(req.pid));
-  if (!pidfd) return let_through(req.id);
-  UniqueFd copy(sys::pidfd_getfd(pidfd->get(), target_fd, 0));
+  pid_t tid = static_cast<pid_t>(req.pid);
+  TaskEntry* entry = tasks_.find(tid);
+  TaskPidfd opened;
+  if (entry == nullptr) {
+    Result<TaskPidfd> pidfd = open_task_pidfd(tid);
+    if (!pidfd) return let_through(req.id);
+    opened = std::move(*pidfd);
+  }
+  int pidfd = entry != nullptr ? entry->pidfd.get() : opened.fd.get();
+  UniqueFd copy(sys::pidfd_getfd(pidfd, target_fd, 0));
   if (!copy.valid()) {
     if (errno == EPERM) {
       warn_once("getfd", "pidfd_getfd on pid " + std::to_string(req.pid) +
@@ -176,9 +172,13 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
     // EBADF and the like: the call fails in the kernel exactly as it would.
     return let_through(req.id);
   }
-  // The tid could have been recycled between the notification and
-  // pidfd_open: only trust the copy if the notification is still alive.
-  if (!still_valid(req.id)) return;
+  if (entry == nullptr) {
+    // The tid could have been recycled between the notification and
+    // pidfd_open: trust the new pidfd (and keep it) only if the
+    // notification is still alive. A cached one is alive by construction.
+    if (!still_valid(req.id)) return;
+    if (opened.of_task) tasks_.insert(tid, std::move(opened.fd));
+  }
   if (classify_socket(copy.get()) == SocketKind::kTcp) {
     ApplyReport report = apply_to(copy.get(), options_.settings, mode);
     ++stats_.applied;
@@ -189,6 +189,45 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
     log_failures(report);
   }
   let_through(req.id);
+}
+
+bool NotificationHandler::identity_matches(const seccomp_notif& req) {
+  pid_t tid = static_cast<pid_t>(req.pid);
+  if (TaskEntry* entry = tasks_.find(tid);
+      entry != nullptr && entry->identity_known) {
+    if (!entry->identity_matches) let_through(req.id);
+    return entry->identity_matches;
+  }
+  // First socket of this thread (or first since it changed identity). The
+  // pidfd is opened before /proc is read so that, once the notification is
+  // known to be alive afterwards, both are known to be of the caller.
+  Result<TaskPidfd> pidfd = open_task_pidfd(tid);
+  Result<Identity> identity = task_identity(tid);
+  if (!still_valid(req.id)) return false;
+  if (!identity) {
+    warn_once("identity-unreadable",
+              "cannot tell whether pid " + std::to_string(tid) +
+                  " has the supervisor's credentials and network "
+                  "namespace (" + identity.error().message() +
+                  "); its TCP sockets get no options");
+    let_through(req.id);
+    return false;
+  }
+  bool matches = *identity == options_.own;
+  if (pidfd && pidfd->of_task) {
+    TaskEntry& entry = tasks_.insert(tid, std::move(pidfd->fd));
+    entry.identity_known = true;
+    entry.identity_matches = matches;
+  }
+  if (!matches) {
+    warn_once("identity:" + std::to_string(tid),
+              "pid " + std::to_string(tid) +
+                  " runs with other credentials or in another network "
+                  "namespace than the supervisor; its TCP sockets get no "
+                  "options (use --strategy continue to cover it)");
+    let_through(req.id);
+  }
+  return matches;
 }
 
 void NotificationHandler::note_io_uring(const seccomp_notif& req) {

@@ -16,6 +16,7 @@
 #include "common/settings.h"
 #include "supervisor/config.h"
 #include "supervisor/target.h"
+#include "supervisor/task_cache.h"
 
 namespace keepalive {
 
@@ -54,6 +55,9 @@ class NotificationHandler {
 
  private:
   void emulate_socket(const seccomp_notif& req);
+  // Whether the caller has our credentials and network namespace (cached
+  // per thread); when not, the call has been let through.
+  bool identity_matches(const seccomp_notif& req);
   void apply_in_place(const seccomp_notif& req, Mode mode);
   void note_io_uring(const seccomp_notif& req);
   // Answers with SECCOMP_USER_NOTIF_FLAG_CONTINUE.
@@ -71,6 +75,7 @@ class NotificationHandler {
   size_t resp_size_ = 0;
   bool addfd_send_refused_ = false;  // kernel before 5.14
   std::set<std::string> warned_;
+  TaskCache tasks_;
 };
 
 }  // namespace keepalive

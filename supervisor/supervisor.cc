@@ -100,7 +100,8 @@ int run_supervisor(const Config& config) {
     choice = choose_strategy(config.strategy, config.mode, getfd_permitted,
                              getfd_error);
     if (!choice.ok) return std::unexpected(SysError{getfd_error, choice.error});
-    FilterSpec spec{config.mode, choice.strategy, config.deny_io_uring};
+    FilterSpec spec{config.mode, choice.strategy, config.deny_io_uring,
+                    !no_new_privs};
     Result<std::vector<sock_filter>> program = build_filter(spec);
     if (!program) return std::unexpected(program.error());
     FilterPlan plan;
@@ -124,17 +125,6 @@ int run_supervisor(const Config& config) {
     }
     return kExitFailure;
   }
-  if (launched->exec_error != 0) {
-    int err = launched->exec_error;
-    char buf[128];
-    log_line(config.command[0] + ": " +
-             (err == ENOENT ? std::string("command not found")
-                            : strerror_r(err, buf, sizeof buf)));
-    while (waitpid(launched->pid, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    return err == ENOENT ? kExitNotFound : kExitNotExecutable;
-  }
-
   if (launched->install_error != 0) {
     log_line("running " + config.command[0] + " WITHOUT keepalive options: " +
              SysError{launched->install_error, "installing the seccomp filter"}

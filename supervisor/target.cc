@@ -125,7 +125,7 @@ Result<pid_t> thread_group_of(pid_t tid) {
   return static_cast<pid_t>(tgid[0]);
 }
 
-Result<UniqueFd> open_task_pidfd(pid_t tid) {
+Result<TaskPidfd> open_task_pidfd(pid_t tid) {
   // Whether PIDFD_THREAD works is probed once, on ourselves: learnt from a
   // target's task, the EINVAL of a task that happens to be exiting would
   // be taken for an old kernel for good, and every later thread would go
@@ -136,14 +136,14 @@ Result<UniqueFd> open_task_pidfd(pid_t tid) {
   }();
   if (thread_flag_works) {
     int fd = sys::pidfd_open(tid, PIDFD_THREAD);
-    if (fd >= 0) return UniqueFd(fd);
+    if (fd >= 0) return TaskPidfd{UniqueFd(fd), true};
     if (errno == EINVAL) errno = ESRCH;  // the flag works: the task is dying
     return errno_error("pidfd_open");
   }
   // Before 6.9: only a thread group leader has a pidfd. A thread that
   // unshared its fd table is not reached this way (its leader's table is).
   int fd = sys::pidfd_open(tid, 0);
-  if (fd >= 0) return UniqueFd(fd);
+  if (fd >= 0) return TaskPidfd{UniqueFd(fd), true};
   if (errno != EINVAL) return errno_error("pidfd_open");
   Result<pid_t> tgid = thread_group_of(tid);
   if (!tgid) return std::unexpected(SysError{ESRCH, "pidfd_open"});
@@ -152,7 +152,7 @@ Result<UniqueFd> open_task_pidfd(pid_t tid) {
     if (errno == EINVAL) errno = ESRCH;
     return errno_error("pidfd_open");
   }
-  return UniqueFd(fd);
+  return TaskPidfd{UniqueFd(fd), false};
 }
 
 }  // namespace keepalive

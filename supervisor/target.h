@@ -34,9 +34,16 @@ Result<Identity> task_identity(pid_t tid);
 // The thread group id of `tid`, from /proc/TID/status.
 Result<pid_t> thread_group_of(pid_t tid);
 
+struct TaskPidfd {
+  UniqueFd fd;
+  // The pidfd refers to `tid` itself (PIDFD_THREAD, or `tid` leads its
+  // thread group): it becomes readable exactly when that task exits.
+  bool of_task = false;
+};
+
 // A pidfd whose fd table is the one `tid` uses: PIDFD_THREAD where the
 // kernel has it (6.9+), else the thread group leader's. ESRCH when the task
 // is gone (pidfd_open's transient EINVAL for a dying task included).
-Result<UniqueFd> open_task_pidfd(pid_t tid);
+Result<TaskPidfd> open_task_pidfd(pid_t tid);
 
 }  // namespace keepalive

@@ -5,6 +5,7 @@ add_executable(supervisor_unit_test
   cli_test.cc
   strategy_test.cc
   filter_test.cc
+  task_cache_test.cc
 )
 target_link_libraries(supervisor_unit_test PRIVATE
   keepalive_supervisor_dynamic GTest::gtest_main)
