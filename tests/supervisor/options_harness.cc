@@ -389,7 +389,7 @@ Options system_defaults() {
   return ::testing::AssertionFailure() << "kernel reports" << mismatches;
 }
 
-std::optional<uid_t> socket_uid_by_local_port(int port) {
+std::optional<uid_t> socket_uid(int local_port, int remote_port) {
   for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
     std::ifstream table(path);
     std::string line;
@@ -403,9 +403,17 @@ std::optional<uid_t> socket_uid_by_local_port(int port) {
             retransmits >> uid)) {
         continue;
       }
-      size_t colon = local.rfind(':');
-      if (colon == std::string::npos) continue;
-      if (std::stoi(local.substr(colon + 1), nullptr, 16) == port) return uid;
+      size_t local_colon = local.rfind(':');
+      size_t remote_colon = remote.rfind(':');
+      if (local_colon == std::string::npos ||
+          remote_colon == std::string::npos) {
+        continue;
+      }
+      if (std::stoi(local.substr(local_colon + 1), nullptr, 16) == local_port &&
+          std::stoi(remote.substr(remote_colon + 1), nullptr, 16) ==
+              remote_port) {
+        return uid;
+      }
     }
   }
   return std::nullopt;

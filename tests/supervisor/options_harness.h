@@ -148,8 +148,10 @@ struct Expectation {
 // Compares what the kernel reported with `want`, naming every mismatch.
 ::testing::AssertionResult carries(const Options& got, const Expectation& want);
 
-// The uid owning the TCP socket with local port `port` (sk_uid, the uid
-// column of /proc/net/tcp and tcp6); nullopt if there is none.
-std::optional<uid_t> socket_uid_by_local_port(int port);
+// The uid owning the TCP connection from local port `local_port` to
+// remote port `remote_port` (sk_uid, the uid column of /proc/net/tcp and
+// tcp6); nullopt if there is none. Both ports, since connect() can give
+// the same ephemeral port to connections to different peers.
+std::optional<uid_t> socket_uid(int local_port, int remote_port);
 
 }  // namespace keepalive::tests

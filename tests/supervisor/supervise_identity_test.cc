@@ -48,7 +48,7 @@ class CredentialChange : public ::testing::Test {
     std::optional<std::string> line = target.wait_line("connected", 10s);
     ASSERT_TRUE(line) << target.transcript();
     UniqueFd peer = server.accept(5s);
-    std::optional<uid_t> uid = socket_uid_by_local_port(word_as_int(*line, 1));
+    std::optional<uid_t> uid = socket_uid(word_as_int(*line, 1), server.port());
     ASSERT_TRUE(uid) << "socket not in /proc/net/tcp: " << *line;
     *owner = *uid;
     std::string detail;
@@ -188,7 +188,7 @@ class UnprivilegedSupervisor : public ::testing::Test {
         probe_options(word_as_int(*line, 3), server.port(), 5s, &detail), want))
         << detail << "\n"
         << target.transcript();
-    EXPECT_EQ(socket_uid_by_local_port(word_as_int(*line, 1)), kNobody);
+    EXPECT_EQ(socket_uid(word_as_int(*line, 1), server.port()), kNobody);
     target.close_stdin();
     EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
     if (err != nullptr) *err = target.err();
