@@ -86,18 +86,21 @@ class Runner:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def record(self, figure, kind, unit, modes, sample):
-        """sample(name, prefix, env) -> one number; repeated per mode."""
+        """sample(name, prefix, env) -> one number, taken --repeat times per
+        mode, the modes taking turns so that drift in the machine's load
+        spreads over all of them."""
+        values = {name: [] for name, _, _ in modes}
+        for _ in range(self.args.repeat):
+            for name, prefix, env in modes:
+                values[name].append(sample(name, prefix, env))
         base = None
         for name, prefix, env in modes:
-            values = []
-            for _ in range(self.args.repeat):
-                values.append(sample(name, prefix, env))
-            med = statistics.median(values)
+            med = statistics.median(values[name])
             base = med if base is None else base
             ratio = med / base if base else float("nan")
             self.rows.append(dict(figure=figure, mode=name, kind=kind, unit=unit,
-                                  median=med, min=min(values), max=max(values),
-                                  ratio=ratio))
+                                  median=med, min=min(values[name]),
+                                  max=max(values[name]), ratio=ratio))
             print(f"  {figure:<36} {name:<20} {med:12.2f} {unit:<8} {ratio:6.2f}x",
                   file=sys.stderr, flush=True)
 
