@@ -23,6 +23,7 @@ def draw(rows, out):
 set terminal pngcairo size 1400,{200 + 22 * len(labels)} font 'sans,10'
 set output '{os.path.join(out, "chart.png")}'
 set title 'keepalive: each mode against bare, same run (cost rows: lower is better; throughput rows: higher is better)'
+set termoption noenhanced
 set style fill solid 0.8 border -1
 set xlabel 'ratio to bare'
 set grid x

@@ -171,7 +171,7 @@ def bench_startup(r):
         for _ in range(runs):
             subprocess.run(prefix + [true], env={**os.environ, **env}, check=True)
         return (time.perf_counter() - start) / runs * 1e3
-    r.record("start-up of `true`", COST, "ms", modes, sample)
+    r.record("start-up of true(1)", COST, "ms", modes, sample)
 
 
 def peak_rss_kib(pid):
