@@ -154,7 +154,7 @@ Result<ReportMessage> receive_report(int sock, UniqueFd* fd) {
     n = recvmsg(sock, &hdr, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) return errno_error("receiving from the child");
-  if (n == 0) return ReportMessage{};  // EOF: the child exec'd (or died)
+  if (n == 0) return ReportMessage{};  // EOF: the child died first
   if (n != sizeof msg || (hdr.msg_flags & MSG_CTRUNC)) {
     return std::unexpected(SysError{EPROTO, "message from the child"});
   }
