@@ -48,14 +48,19 @@
 //       have arrived. Prints "result calls=.. errors=.. first_errno=..
 //       missing=.. signals=.. fdleak=.."; exit 0 only if every call succeeded,
 //       every socket carried SO_KEEPALIVE and no fd leaked.
-//   setuid UID PORT
+//   setuid UID PORT [--after-socket] [--int80]
 //       Drops to UID (groups and gid too), makes two throw-away TCP sockets,
-//       then behaves like "connect PORT".
-//   netns PORT [--thread]
+//       then behaves like "connect PORT". --after-socket: first makes one
+//       TCP socket and prints "before keepalive=K". --int80: drops through
+//       the 32-bit system call ABI (int $0x80), as a 64-bit process may.
+//   int80-probe
+//       Prints "int80 ok" if the 32-bit system call ABI works here.
+//   netns PORT [--thread] [--late]
 //       unshare(CLONE_NEWNET), then twice: socket(), the netns the socket
 //       lives in (SIOCGSKNS), connect to loopback:PORT. Prints "netns
 //       sock=INO self=INO connect_errno=N keepalive=K". --thread: all of it
 //       in a second thread, so that only that thread changes namespace.
+//       --late: first makes one TCP socket and prints "before keepalive=K".
 //   flags
 //       TCP sockets with each of SOCK_CLOEXEC/SOCK_NONBLOCK, one with
 //       protocol IPPROTO_TCP spelt out, then a UDP and
@@ -639,12 +644,64 @@ static int cmd_signals(int argc, char** argv) {
 
 // ---- credentials and namespaces -----------------------------------------
 
+#if defined(__x86_64__)
+// A system call through the 32-bit ABI (int $0x80), which a 64-bit process
+// can use too; returns -errno on failure.
+static long int80(long nr, long a, long b, long c) {
+  long ret;
+  __asm__ volatile("int $0x80"
+                   : "=a"(ret)
+                   : "a"(nr), "b"(a), "c"(b), "d"(c)
+                   : "memory");
+  return ret;
+}
+#endif
+
+// i386 numbers: getuid32, setgroups32, setresuid32, setresgid32.
+enum {
+  kI386GetUid32 = 199,
+  kI386SetGroups32 = 206,
+  kI386SetResUid32 = 208,
+  kI386SetResGid32 = 210
+};
+
+static int cmd_int80_probe(void) {
+#if defined(__x86_64__)
+  long uid = int80(kI386GetUid32, 0, 0, 0);
+  emit("int80 %s\n", uid == (long)getuid() ? "ok" : "unavailable");
+#else
+  emit("int80 unavailable\n");
+#endif
+  return 0;
+}
+
 static int cmd_setuid(int argc, char** argv) {
-  if (argc < 2) die("usage: setuid UID PORT");
+  if (argc < 2) die("usage: setuid UID PORT [--after-socket] [--int80]");
   uid_t uid = (uid_t)parse_int(argv[0]);
-  if (setgroups(0, NULL) != 0) die("setgroups");
-  if (setresgid(uid, uid, uid) != 0) die("setresgid");
-  if (setresuid(uid, uid, uid) != 0) die("setresuid");
+  int after_socket = 0, use_int80 = 0;
+  for (int i = 2; i < argc; ++i) {
+    if (strcmp(argv[i], "--after-socket") == 0) after_socket = 1;
+    if (strcmp(argv[i], "--int80") == 0) use_int80 = 1;
+  }
+  if (after_socket) {
+    int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) die("socket");
+    emit("before keepalive=%d\n", int_option(fd, SOL_SOCKET, SO_KEEPALIVE));
+    close(fd);
+  }
+  if (use_int80) {
+#if defined(__x86_64__)
+    if (int80(kI386SetGroups32, 0, 0, 0) != 0) die("setgroups32");
+    if (int80(kI386SetResGid32, uid, uid, uid) != 0) die("setresgid32");
+    if (int80(kI386SetResUid32, uid, uid, uid) != 0) die("setresuid32");
+#else
+    die("int80");
+#endif
+  } else {
+    if (setgroups(0, NULL) != 0) die("setgroups");
+    if (setresgid(uid, uid, uid) != 0) die("setresgid");
+    if (setresuid(uid, uid, uid) != 0) die("setresuid");
+  }
   for (int i = 0; i < 2; ++i) {
     int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) die("socket");
@@ -658,8 +715,20 @@ static unsigned long inode_of_fd(int fd) {
   return fstat(fd, &st) == 0 ? (unsigned long)st.st_ino : 0;
 }
 
+struct NetnsJob {
+  int port;
+  int late;  // make a socket before unsharing
+};
+
 static void* netns_main(void* arg) {
-  int port = *(int*)arg;
+  struct NetnsJob* job = arg;
+  int port = job->port;
+  if (job->late) {
+    int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) die("socket");
+    emit("before keepalive=%d\n", int_option(fd, SOL_SOCKET, SO_KEEPALIVE));
+    close(fd);
+  }
   if (unshare(CLONE_NEWNET) != 0) die("unshare");
   struct stat self;
   if (stat("/proc/thread-self/ns/net", &self) != 0) die("stat");
@@ -680,16 +749,21 @@ static void* netns_main(void* arg) {
 }
 
 static int cmd_netns(int argc, char** argv) {
-  if (argc < 1) die("usage: netns PORT [--thread]");
-  int port = parse_int(argv[0]);
-  if (argc > 1 && strcmp(argv[1], "--thread") == 0) {
+  if (argc < 1) die("usage: netns PORT [--thread] [--late]");
+  struct NetnsJob job = {parse_int(argv[0]), 0};
+  int in_thread = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (strcmp(argv[i], "--thread") == 0) in_thread = 1;
+    if (strcmp(argv[i], "--late") == 0) job.late = 1;
+  }
+  if (in_thread) {
     pthread_t thread;
-    if (pthread_create(&thread, NULL, netns_main, &port) != 0) {
+    if (pthread_create(&thread, NULL, netns_main, &job) != 0) {
       die("pthread_create");
     }
     pthread_join(thread, NULL);
   } else {
-    netns_main(&port);
+    netns_main(&job);
   }
   return 0;
 }
@@ -820,6 +894,7 @@ static int dispatch(int argc, char** argv) {
   if (strcmp(cmd, "signals") == 0) return cmd_signals(argc - 1, argv + 1);
   if (strcmp(cmd, "setuid") == 0) return cmd_setuid(argc - 1, argv + 1);
   if (strcmp(cmd, "netns") == 0) return cmd_netns(argc - 1, argv + 1);
+  if (strcmp(cmd, "int80-probe") == 0) return cmd_int80_probe();
   if (strcmp(cmd, "flags") == 0) return cmd_flags();
   if (strcmp(cmd, "errnos") == 0) return cmd_errnos();
   if (strcmp(cmd, "fdlimit") == 0) return cmd_fdlimit();

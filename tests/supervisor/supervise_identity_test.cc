@@ -39,12 +39,23 @@ class CredentialChange : public ::testing::Test {
 
   // Runs `raw_tcp setuid 65534 PORT` under the supervisor with `flags`;
   // returns the uid owning its connected socket and its options.
+  // `extra`: more arguments for `raw_tcp setuid`. With --after-socket,
+  // `before` receives SO_KEEPALIVE of the socket made before the drop.
   void run_target(const std::vector<std::string>& flags, uid_t* owner,
-                  Options* options, std::string* stderr_text) {
+                  Options* options, std::string* stderr_text,
+                  const std::vector<std::string>& extra = {},
+                  int* before = nullptr) {
     Listener server;
-    Child target(
-        supervised(flags, {raw_tcp_path(), "setuid", std::to_string(kNobody),
-                           std::to_string(server.port())}));
+    std::vector<std::string> command = {raw_tcp_path(), "setuid",
+                                        std::to_string(kNobody),
+                                        std::to_string(server.port())};
+    command.insert(command.end(), extra.begin(), extra.end());
+    Child target(supervised(flags, command));
+    if (before != nullptr) {
+      std::optional<std::string> first = target.wait_line("before", 10s);
+      ASSERT_TRUE(first) << target.transcript();
+      *before = static_cast<int>(parse_pairs(*first)["keepalive"]);
+    }
     std::optional<std::string> line = target.wait_line("connected", 10s);
     ASSERT_TRUE(line) << target.transcript();
     UniqueFd peer = server.accept(5s);
@@ -77,6 +88,46 @@ TEST_F(CredentialChange, EmulationLetsTheCallThroughAndWarnsOnce) {
     // Three TCP sockets, one warning.
     EXPECT_EQ(count_of(err, "other credentials"), 1u) << err;
   }
+}
+
+// The same target judged once already: its first socket, made as root,
+// is emulated; after the drop the supervisor must notice the change (the
+// filter traps the setuid family to that end) and stop emulating.
+TEST_F(CredentialChange, DropAfterAFirstSocketIsNoticed) {
+  uid_t owner = 0;
+  Options options;
+  std::string err;
+  int before = -1;
+  run_target({"--strategy", "emulate"}, &owner, &options, &err,
+             {"--after-socket"}, &before);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(before, 1) << "the socket made as root was not emulated";
+  EXPECT_EQ(owner, kNobody);
+  Expectation untouched;
+  untouched.applied = false;
+  EXPECT_TRUE(carries(options, untouched));
+  EXPECT_EQ(count_of(err, "other credentials"), 1u) << err;
+}
+
+// The same drop made through the 32-bit system call ABI (int $0x80), which
+// a 64-bit process can use wherever the kernel has IA32 emulation. The
+// seccomp filter sees those calls under another architecture.
+TEST_F(CredentialChange, DropThroughThe32BitAbiIsNoticed) {
+  RunOutcome probe = run({raw_tcp_path(), "int80-probe"}, {}, 10s);
+  if (probe.out.find("int80 ok") == std::string::npos) {
+    GTEST_SKIP() << "the 32-bit system call ABI is unavailable here "
+                    "(no IA32 emulation, or int $0x80 faults)";
+  }
+  uid_t owner = 0;
+  Options options;
+  std::string err;
+  int before = -1;
+  run_target({"--strategy", "emulate"}, &owner, &options, &err,
+             {"--after-socket", "--int80"}, &before);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(before, 1);
+  EXPECT_EQ(owner, kNobody)
+      << "a socket with root's credentials went to a process of nobody";
 }
 
 TEST_F(CredentialChange, ContinueCoversTheTargetUnderItsOwnUid) {
@@ -144,6 +195,31 @@ TEST_P(NamespaceChange, SocketLivesInTheTargetsNamespace) {
           << outcome.err;
     }
   }
+}
+
+// A target that made a socket (emulated) before moving to a new network
+// namespace: its later sockets must live in the new one.
+TEST_P(NamespaceChange, MoveAfterAFirstSocketIsNoticed) {
+  Listener server;
+  std::vector<std::string> command = {raw_tcp_path(), "netns",
+                                      std::to_string(server.port()), "--late"};
+  if (GetParam()) command.push_back("--thread");
+  RunOutcome outcome =
+      run(supervised({"--strategy", "emulate"}, command), {}, 20s);
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  EXPECT_NE(outcome.out.find("before keepalive=1"), std::string::npos)
+      << "the first socket was not emulated\n"
+      << outcome.out;
+  int lines = 0;
+  std::istringstream stream(outcome.out);
+  for (std::string line; std::getline(stream, line);) {
+    if (line.rfind("netns ", 0) != 0) continue;
+    ++lines;
+    Options got = parse_pairs(line);
+    EXPECT_EQ(got["sock"], got["self"]) << line;
+    EXPECT_NE(got["connect_errno"], 0) << line;
+  }
+  EXPECT_EQ(lines, 2) << outcome.out;
 }
 
 INSTANTIATE_TEST_SUITE_P(WholeProcessOrOneThread, NamespaceChange,
