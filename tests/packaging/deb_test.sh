@@ -45,8 +45,12 @@ note "package: $deb"
 field() { dpkg-deb -f "$deb" "$1"; }
 [[ $(field Package) == keepalive ]] || fail "Package: $(field Package)"
 depends=$(field Depends)
-for dep in libc6 libseccomp2 libboost-program-options; do
+for dep in libc6 libseccomp2; do
   grep -q "\b$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
+done
+# Boost and the C++ runtime are linked into keepalive-supervise (start-up).
+for dep in libboost libstdc++; do
+  grep -q "\b$dep" <<<"$depends" && fail "Depends has $dep: $depends"
 done
 [[ $(field Conflicts) == libkeepalive0 ]] || fail "Conflicts: $(field Conflicts)"
 # The libraries go to the multiarch directory, so no file is taken over
