@@ -53,6 +53,9 @@
 //       then behaves like "connect PORT". --after-socket: first makes one
 //       TCP socket and prints "before keepalive=K". --int80: drops through
 //       the 32-bit system call ABI (int $0x80), as a 64-bit process may.
+//   exec-after-socket PROGRAM [ARG...]
+//       Makes one TCP socket, prints "before keepalive=K", then execs
+//       PROGRAM (e.g. a set-group-ID copy of raw_tcp).
 //   int80-probe
 //       Prints "int80 ok" if the 32-bit system call ABI works here.
 //   netns PORT [--thread] [--late]
@@ -665,6 +668,16 @@ enum {
   kI386SetResGid32 = 210
 };
 
+static int cmd_exec_after_socket(int argc, char** argv) {
+  if (argc < 1) die("usage: exec-after-socket PROGRAM [ARG...]");
+  int fd = raw_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  emit("before keepalive=%d\n", int_option(fd, SOL_SOCKET, SO_KEEPALIVE));
+  execv(argv[0], argv);
+  die("execv");
+  return 1;
+}
+
 static int cmd_int80_probe(void) {
 #if defined(__x86_64__)
   long uid = int80(kI386GetUid32, 0, 0, 0);
@@ -895,6 +908,9 @@ static int dispatch(int argc, char** argv) {
   if (strcmp(cmd, "setuid") == 0) return cmd_setuid(argc - 1, argv + 1);
   if (strcmp(cmd, "netns") == 0) return cmd_netns(argc - 1, argv + 1);
   if (strcmp(cmd, "int80-probe") == 0) return cmd_int80_probe();
+  if (strcmp(cmd, "exec-after-socket") == 0) {
+    return cmd_exec_after_socket(argc - 1, argv + 1);
+  }
   if (strcmp(cmd, "flags") == 0) return cmd_flags();
   if (strcmp(cmd, "errnos") == 0) return cmd_errnos();
   if (strcmp(cmd, "fdlimit") == 0) return cmd_fdlimit();

@@ -6,9 +6,12 @@
 // the call through (no options) and warns once. Under the continue
 // strategy, which puts options on the target's own socket, such targets are
 // covered and keep their own identity.
+#include <errno.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <optional>
@@ -128,6 +131,49 @@ TEST_F(CredentialChange, DropThroughThe32BitAbiIsNoticed) {
   EXPECT_EQ(before, 1);
   EXPECT_EQ(owner, kNobody)
       << "a socket with root's credentials went to a process of nobody";
+}
+
+// exec of a set-group-ID program changes the effective gid of the same
+// thread (no_new_privs is off for a supervisor with CAP_SYS_ADMIN): after a
+// first emulated socket, the program's sockets must be its own.
+TEST_F(CredentialChange, SetgidExecAfterAFirstSocketIsNoticed) {
+  char dir_template[] = "/tmp/keepalive-sgid-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr) << strerror(errno);
+  std::string dir = dir_template;
+  std::string program = dir + "/raw_tcp_sgid";
+  struct statvfs fs {};
+  ASSERT_EQ(statvfs(dir.c_str(), &fs), 0);
+  bool usable = (fs.f_flag & ST_NOSUID) == 0 &&
+                run({"/bin/cp", raw_tcp_path(), program}).exit_code == 0 &&
+                chmod(dir.c_str(), 0755) == 0 &&
+                chown(program.c_str(), 0, kNobody) == 0 &&
+                chmod(program.c_str(), 02755) == 0;
+  if (usable) {
+    Listener server;
+    Child target(supervised({"--strategy", "emulate"},
+                            {raw_tcp_path(), "exec-after-socket", program,
+                             "connect", std::to_string(server.port())}));
+    std::optional<std::string> before = target.wait_line("before", 10s);
+    std::optional<std::string> line = target.wait_line("connected", 10s);
+    UniqueFd peer = server.accept(5s);
+    if (before && line) {
+      EXPECT_EQ(parse_pairs(*before)["keepalive"], 1) << *before;
+      Expectation untouched;
+      untouched.applied = false;
+      EXPECT_TRUE(carries(probe_options(word_as_int(*line, 3), server.port()),
+                          untouched))
+          << target.transcript();
+      target.close_stdin();
+      EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+      EXPECT_EQ(count_of(target.err(), "other credentials"), 1u)
+          << target.err();
+    } else {
+      ADD_FAILURE() << target.transcript();
+    }
+  }
+  unlink(program.c_str());
+  rmdir(dir.c_str());
+  if (!usable) GTEST_SKIP() << "cannot make a set-group-ID program in /tmp";
 }
 
 TEST_F(CredentialChange, ContinueCoversTheTargetUnderItsOwnUid) {
