@@ -58,12 +58,18 @@ bool reports_warnings() {
   return name != nullptr;
 }
 
+// The sink for invalid settings: asks reports_warnings() once, on the first
+// warning, so that a process with valid settings never walks its objects.
+void print_warning(const char* text, void*) {
+  static const bool reports = reports_warnings();
+  if (reports) print_line(text, nullptr);
+}
+
 void init_once() {
   // A setuid program must not be steered by its caller's environment.
   g_secure = getauxval(AT_SECURE) != 0;
   if (g_secure) return;
-  g_settings = parse_settings(
-      lookup_env, nullptr, reports_warnings() ? print_line : nullptr, nullptr);
+  g_settings = parse_settings(lookup_env, nullptr, print_warning, nullptr);
 }
 
 void init() { pthread_once(&g_once, init_once); }
