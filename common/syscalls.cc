@@ -40,11 +40,9 @@ int listen(int fd, int backlog) {
   return static_cast<int>(syscall(SYS_listen, fd, backlog));
 }
 
-}  // namespace keepalive::sys
-
-namespace keepalive::sys {
 int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes) {
   return static_cast<int>(
       syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, sizes));
 }
+
 }  // namespace keepalive::sys

@@ -62,10 +62,7 @@ int seccomp_action_available(uint32_t action);
 int socket(int domain, int type, int protocol);
 int connect(int fd, const struct sockaddr* addr, socklen_t len);
 int listen(int fd, int backlog);
-
-}  // namespace keepalive::sys
-
-namespace keepalive::sys {
 // seccomp(SECCOMP_GET_NOTIF_SIZES, 0, sizes).
 int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes);
+
 }  // namespace keepalive::sys

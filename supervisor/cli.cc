@@ -1,6 +1,8 @@
 #include "supervisor/cli.h"
 
 #include <boost/program_options.hpp>
+#include <initializer_list>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -71,6 +73,18 @@ po::options_description make_options() {
       ("help,h", "print this help and exit")
       ("version", "print the version and exit");
   return opts;
+}
+
+// The value among `values` whose name (as mode_name or strategy_name give
+// it) is `text`.
+template <typename Value>
+std::optional<Value> by_name(const std::string& text,
+                             std::initializer_list<Value> values,
+                             const char* (*name)(Value)) {
+  for (Value value : values) {
+    if (text == name(value)) return value;
+  }
+  return std::nullopt;
 }
 
 CliResult usage_error(std::string text) {
@@ -172,30 +186,25 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
     config.settings = config.settings.with_value(flag.option, parsed.value);
   }
   if (vm.count("mode")) {
-    const std::string& mode = vm["mode"].as<std::string>();
-    if (mode == "socket") {
-      config.mode = Mode::kSocket;
-    } else if (mode == "connect") {
-      config.mode = Mode::kConnect;
-    } else if (mode == "listen") {
-      config.mode = Mode::kListen;
-    } else {
-      return usage_error("--mode: invalid value '" + mode +
+    const std::string& text = vm["mode"].as<std::string>();
+    std::optional<Mode> mode = by_name(
+        text, {Mode::kSocket, Mode::kConnect, Mode::kListen}, mode_name);
+    if (!mode) {
+      return usage_error("--mode: invalid value '" + text +
                          "' (expected socket, connect or listen)");
     }
+    config.mode = *mode;
   }
   if (vm.count("strategy")) {
-    const std::string& strategy = vm["strategy"].as<std::string>();
-    if (strategy == "auto") {
-      config.strategy = Strategy::kAuto;
-    } else if (strategy == "emulate") {
-      config.strategy = Strategy::kEmulate;
-    } else if (strategy == "continue") {
-      config.strategy = Strategy::kContinue;
-    } else {
-      return usage_error("--strategy: invalid value '" + strategy +
+    const std::string& text = vm["strategy"].as<std::string>();
+    std::optional<Strategy> strategy = by_name(
+        text, {Strategy::kAuto, Strategy::kEmulate, Strategy::kContinue},
+        strategy_name);
+    if (!strategy) {
+      return usage_error("--strategy: invalid value '" + text +
                          "' (expected auto, emulate or continue)");
     }
+    config.strategy = *strategy;
   }
   config.verbose = vm.count("debug") > 0 || config.settings.debug();
   config.deny_io_uring = vm.count("deny-io-uring") > 0;

@@ -63,7 +63,13 @@ void NotificationHandler::handle_one() {
   }
   ++stats_.received;
   const seccomp_notif& req = *req_;
-  if (req.data.nr == SYS_socket) {
+  if (req.pid == 0 && req.data.nr != SYS_io_uring_setup) {
+    // Without a pid nothing can be learnt of the caller: not its identity
+    // (emulation hands out a socket with our credentials) nor its fds.
+    warn_once("pidns", "a task outside the supervisor's pid namespace made a "
+                       "trapped call; its sockets get no options");
+    let_through(req.id);
+  } else if (req.data.nr == SYS_socket) {
     emulate_socket(req);
   } else if (req.data.nr == SYS_connect) {
     apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
@@ -91,11 +97,6 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
   // The socket we create carries our credentials and lives in our network
   // namespace; handing it to a target with others would give it what it
   // could not have made itself.
-  if (req.pid == 0) {
-    warn_once("pidns", "a task outside the supervisor's pid namespace made a "
-                       "TCP socket; it gets no options");
-    return let_through(req.id);
-  }
   if (!identity_matches(req)) return;
 
   // SOCK_CLOEXEC here only protects our copy; the target's copy gets
@@ -147,11 +148,6 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
 
 void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
   int target_fd = static_cast<int>(req.data.args[0]);
-  if (req.pid == 0) {
-    warn_once("pidns", "a task outside the supervisor's pid namespace made a "
-                       "trapped call; its socket gets no options");
-    return let_through(req.id);
-  }
   pid_t tid = static_cast<pid_t>(req.pid);
   TaskEntry* entry = tasks_.find(tid);
   TaskPidfd opened;
