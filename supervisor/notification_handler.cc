@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <seccomp.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -51,7 +52,36 @@ NotificationHandler::~NotificationHandler() {
   if (req_ != nullptr) seccomp_notify_free(req_, resp_);
 }
 
-void NotificationHandler::handle_one() {
+// The cache makes no syscall to tell whether an entry's thread still lives:
+// dropping the exits seen after the notification was queued is enough (see
+// task_cache.h). poll() looks at its fds in order, so an exit reported
+// before the listener was seen readable is seen on exits_fd in the same
+// call. That covers the notification the next RECV returns if it was
+// queued before the poll, which it was when its id follows the last one
+// received (ids are given in queue order). Otherwise one went missing
+// (a caller was interrupted in between) and the RECV may return a younger
+// one, so the exits are looked at again.
+void NotificationHandler::serve(int stop_fd) {
+  for (;;) {
+    pollfd fds[3] = {{listener_, POLLIN, 0},
+                     {tasks_.exits_fd(), POLLIN, 0},
+                     {stop_fd, POLLIN, 0}};
+    if (poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      log_line(SysError{errno, "poll"}.message());
+      return;
+    }
+    if (fds[2].revents != 0) return;
+    if (fds[1].revents != 0) tasks_.drop_exited();
+    if (fds[0].revents & POLLIN) {
+      handle_next(true);
+    } else if (fds[0].revents != 0) {
+      return;  // POLLHUP: every task under the filter is gone
+    }
+  }
+}
+
+void NotificationHandler::handle_next(bool exits_checked) {
   if (req_ == nullptr) return;
   // RECV fails with EINVAL unless the buffer is zeroed.
   memset(req_, 0, req_size_ > 0 ? req_size_ : sizeof *req_);
@@ -63,6 +93,10 @@ void NotificationHandler::handle_one() {
   }
   ++stats_.received;
   const seccomp_notif& req = *req_;
+  bool in_order = received_any_ && req.id == last_id_ + 1;
+  received_any_ = true;
+  last_id_ = req.id;
+  if (!exits_checked || !in_order) tasks_.drop_exited();
   if (req.pid == 0 && req.data.nr != SYS_io_uring_setup) {
     // Without a pid nothing can be learnt of the caller: not its identity
     // (emulation hands out a socket with our credentials) nor its fds.
@@ -80,9 +114,7 @@ void NotificationHandler::handle_one() {
   } else if (req.data.nr == SYS_io_uring_setup) {
     note_io_uring(req);
   } else if (changes_identity(req.data.nr)) {
-    // The call may give the thread other credentials or another network
-    // namespace: judge it again at its next socket().
-    tasks_.forget(static_cast<pid_t>(req.pid));
+    forget_caller(req);
     let_through(req.id);
   } else {
     let_through(req.id);
@@ -187,6 +219,24 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
   let_through(req.id);
 }
 
+void NotificationHandler::forget_caller(const seccomp_notif& req) {
+  pid_t tid = static_cast<pid_t>(req.pid);
+  if (req.data.nr != SYS_execve && req.data.nr != SYS_execveat) {
+    tasks_.forget(tid);
+    return;
+  }
+  // An exec ends the other threads, and the caller takes over the thread
+  // group leader's tid: what was known of the leader's tid is stale too.
+  pid_t tgid = 0;
+  if (TaskEntry* entry = tasks_.find(tid); entry != nullptr) tgid = entry->tgid;
+  if (tgid == 0) {
+    Result<pid_t> group = thread_group_of(tid);
+    tgid = group ? *group : tid;
+  }
+  tasks_.forget(tid);
+  tasks_.forget_group(tgid);
+}
+
 bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   pid_t tid = static_cast<pid_t>(req.pid);
   if (TaskEntry* entry = tasks_.find(tid);
@@ -198,7 +248,8 @@ bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   // pidfd is opened before /proc is read so that, once the notification is
   // known to be alive afterwards, both are known to be of the caller.
   Result<TaskPidfd> pidfd = open_task_pidfd(tid);
-  Result<Identity> identity = task_identity(tid);
+  pid_t tgid = 0;
+  Result<Identity> identity = task_identity(tid, &tgid);
   if (!still_valid(req.id)) return false;
   if (!identity) {
     warn_once("identity-unreadable",
@@ -211,9 +262,11 @@ bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   }
   bool matches = *identity == options_.own;
   if (pidfd && pidfd->of_task) {
-    TaskEntry& entry = tasks_.insert(tid, std::move(pidfd->fd));
-    entry.identity_known = true;
-    entry.identity_matches = matches;
+    if (TaskEntry* entry = tasks_.insert(tid, std::move(pidfd->fd))) {
+      entry->tgid = tgid;
+      entry->identity_known = true;
+      entry->identity_matches = matches;
+    }
   }
   if (!matches) {
     warn_once("identity:" + std::to_string(tid),

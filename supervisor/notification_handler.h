@@ -1,5 +1,6 @@
-// Receives one seccomp notification and answers it: the per-call work of
-// both strategies. Single-threaded; owns nothing but its buffers.
+// Receives seccomp notifications and answers them: the per-call work of
+// both strategies. Used by one thread at a time; owns its buffers and the
+// cache of what it knows of the target's threads.
 //
 // Whatever goes wrong, the target's call must behave as it would without
 // us: every failure path answers CONTINUE (the kernel then runs the call
@@ -47,14 +48,25 @@ class NotificationHandler {
 
   // Receives one notification (blocks if none is pending: call it when the
   // listener is readable) and answers it.
-  void handle_one();
+  void handle_one() { handle_next(false); }
+
+  // Answers notifications until the listener hangs up (every task under
+  // the filter is gone) or `stop_fd` becomes readable. Blocks in poll()
+  // between them, which SYNC_WAKE_UP makes wake on the target's CPU.
+  void serve(int stop_fd);
 
   const HandlerStats& stats() const { return stats_; }
   // Whether the kernel refused SECCOMP_ADDFD_FLAG_SEND (before Linux 5.14).
   bool addfd_send_refused() const { return addfd_send_refused_; }
 
  private:
+  // `exits_checked`: the caller polled the cache's exits_fd after seeing
+  // the listener readable, and dropped what it reported.
+  void handle_next(bool exits_checked);
   void emulate_socket(const seccomp_notif& req);
+  // The call may give the caller other credentials or another network
+  // namespace: judge it again at its next socket().
+  void forget_caller(const seccomp_notif& req);
   // Whether the caller has our credentials and network namespace (cached
   // per thread); when not, the call has been let through.
   bool identity_matches(const seccomp_notif& req);
@@ -74,6 +86,8 @@ class NotificationHandler {
   size_t req_size_ = 0;
   size_t resp_size_ = 0;
   bool addfd_send_refused_ = false;  // kernel before 5.14
+  bool received_any_ = false;
+  uint64_t last_id_ = 0;  // of the last notification received
   std::set<std::string> warned_;
   TaskCache tasks_;
 };

@@ -1,14 +1,21 @@
 #include "supervisor/session.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <string>
+#include <system_error>
+#include <thread>
+
 #include "common/syscalls.h"
+#include "supervisor/log.h"
+#include "supervisor/supervisor.h"
 
 namespace keepalive {
 namespace {
@@ -36,18 +43,45 @@ Session::Session(asio::io_context& io, Launched launched, UniqueFd signals,
     // costs least (Linux 6.6+; older kernels refuse, harmlessly).
     uint64_t sync_flag = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
     ioctl(launched.listener.get(), SECCOMP_IOCTL_NOTIF_SET_FLAGS, sync_flag);
-    listener_ = std::make_unique<Descriptor>(io, launched.listener.release());
+    listener_ = std::move(launched.listener);
     handler_ = std::make_unique<NotificationHandler>(
-        listener_->native_handle(), std::move(handler_options));
+        listener_.get(), std::move(handler_options));
   }
 }
 
 int Session::run() {
   wait_child();
   wait_signals();
-  if (listener_) wait_notifications();
+  UniqueFd stop;
+  std::thread serving;
+  if (handler_) {
+    stop.reset(eventfd(0, EFD_CLOEXEC));
+    if (!stop.valid()) {
+      log_line(SysError{errno, "eventfd"}.message());
+      return kExitFailure;
+    }
+    // Every signal stays blocked on the serving thread, so that the
+    // forwarded ones reach the signalfd and no other lands there.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    try {
+      serving = std::thread([this, fd = stop.get()] { handler_->serve(fd); });
+    } catch (const std::system_error& e) {
+      log_line(std::string("starting the notification thread: ") + e.what());
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    // The child is killed as we exit (PR_SET_PDEATHSIG).
+    if (!serving.joinable()) return kExitFailure;
+  }
   io_.run();
-  return status_.value_or(125);
+  if (serving.joinable()) {
+    uint64_t one = 1;
+    ssize_t ignored = write(stop.get(), &one, sizeof one);
+    (void)ignored;
+    serving.join();
+  }
+  return status_.value_or(kExitFailure);
 }
 
 void Session::finish(int status) {
@@ -67,29 +101,6 @@ void Session::wait_child() {
     }
     finish(status_of(info));
   });
-}
-
-void Session::wait_notifications() {
-  listener_->async_wait(Descriptor::wait_read, [this](const auto& ec) {
-    if (!ec) drain();
-  });
-}
-
-// Answers what is pending, then waits again. RECV blocks and ignores
-// O_NONBLOCK, so poll first; a bounded batch keeps signals and the child's
-// exit responsive.
-void Session::drain() {
-  for (int i = 0; i < 64; ++i) {
-    pollfd p{listener_->native_handle(), POLLIN, 0};
-    if (poll(&p, 1, 0) <= 0) break;
-    if (!(p.revents & POLLIN)) {
-      // POLLHUP alone: every task under the filter is gone.
-      if (p.revents & (POLLHUP | POLLERR)) return;
-      break;
-    }
-    handler_->handle_one();
-  }
-  wait_notifications();
 }
 
 void Session::wait_signals() {

@@ -1,6 +1,8 @@
-// The supervisor's event loop while the target runs (Boost.Asio, one
-// thread): the target's notifications, its exit (through its pidfd), the
-// signals to forward (through a signalfd) and, as an init, orphans to reap.
+// The supervisor's event loop while the target runs: on the main thread, a
+// Boost.Asio loop for the target's exit (through its pidfd), the signals to
+// forward (through a signalfd) and, as an init, orphans to reap; on a
+// thread of their own, the target's notifications, so that a trapped call
+// waits for nothing but its own answer.
 #pragma once
 
 #include <sys/types.h>
@@ -34,9 +36,7 @@ class Session {
 
  private:
   void wait_child();
-  void wait_notifications();
   void wait_signals();
-  void drain();
   void on_signals();
   void forward(int sig, int code);
   void reap_orphans();
@@ -48,7 +48,7 @@ class Session {
   // Asio owns these descriptors and closes them.
   boost::asio::posix::stream_descriptor child_;
   boost::asio::posix::stream_descriptor signals_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> listener_;
+  UniqueFd listener_;
   std::unique_ptr<NotificationHandler> handler_;
   std::optional<int> status_;
 };

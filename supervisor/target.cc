@@ -92,7 +92,7 @@ Result<Identity> own_identity() {
   return id;
 }
 
-Result<Identity> task_identity(pid_t tid) {
+Result<Identity> task_identity(pid_t tid, pid_t* tgid) {
   Result<std::string> status = read_small_file(proc_path(tid, "status"));
   if (!status) return std::unexpected(status.error());
   std::string text = "\n" + *status;
@@ -108,6 +108,10 @@ Result<Identity> task_identity(pid_t tid) {
   }
   for (long g : status_numbers(text, "Groups")) {
     id.groups.push_back(static_cast<gid_t>(g));
+  }
+  if (tgid != nullptr) {
+    std::vector<long> group = status_numbers(text, "Tgid");
+    *tgid = group.size() == 1 ? static_cast<pid_t>(group[0]) : 0;
   }
   if (auto rc = read_netns(proc_path(tid, "net/dev"), &id); !rc) {
     return std::unexpected(rc.error());

@@ -28,8 +28,9 @@ Result<Identity> own_identity();
 
 // The identity of task `tid` (a thread id as seen in our pid namespace),
 // from /proc. Callers must check afterwards that the notification is still
-// valid, so that a recycled tid cannot fool them.
-Result<Identity> task_identity(pid_t tid);
+// valid, so that a recycled tid cannot fool them. Stores the thread group
+// id in `tgid` when given.
+Result<Identity> task_identity(pid_t tid, pid_t* tgid = nullptr);
 
 // The thread group id of `tid`, from /proc/TID/status.
 Result<pid_t> thread_group_of(pid_t tid);

@@ -1,8 +1,9 @@
-// TaskCache: an entry lives exactly as long as its thread, so that a
-// recycled tid can never inherit what was known of the thread before.
+// TaskCache: an entry lives until its thread's exit has been seen, so that
+// a recycled tid can never inherit what was known of the thread before.
 #include "supervisor/task_cache.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,10 +35,12 @@ TEST(TaskCacheTest, KeepsAnEntryWhileTheTaskLives) {
   Sleeper child;
   ASSERT_GT(child.pid, 0);
   TaskCache cache;
-  TaskEntry& entry =
+  TaskEntry* entry =
       cache.insert(child.pid, UniqueFd(sys::pidfd_open(child.pid, 0)));
-  entry.identity_known = true;
-  entry.identity_matches = true;
+  ASSERT_NE(entry, nullptr);
+  entry->identity_known = true;
+  entry->identity_matches = true;
+  cache.drop_exited();
   TaskEntry* found = cache.find(child.pid);
   ASSERT_NE(found, nullptr);
   EXPECT_TRUE(found->identity_matches);
@@ -50,8 +53,23 @@ TEST(TaskCacheTest, DropsTheEntryOnceTheTaskHasExited) {
   pid_t pid = child.pid;
   cache.insert(pid, UniqueFd(sys::pidfd_open(pid, 0)));
   child.end();
+  // The exit makes the set readable at once, before anything is dropped.
+  pollfd p{cache.exits_fd(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 1);
+  cache.drop_exited();
   EXPECT_EQ(cache.find(pid), nullptr);
   EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(poll(&p, 1, 0), 0);
+}
+
+TEST(TaskCacheTest, ForgetGroupDropsEveryThreadOfTheGroup) {
+  Sleeper a, b;
+  TaskCache cache;
+  cache.insert(a.pid, UniqueFd(sys::pidfd_open(a.pid, 0)))->tgid = a.pid;
+  cache.insert(b.pid, UniqueFd(sys::pidfd_open(b.pid, 0)))->tgid = b.pid;
+  cache.forget_group(a.pid);
+  EXPECT_EQ(cache.find(a.pid), nullptr);
+  EXPECT_NE(cache.find(b.pid), nullptr);
 }
 
 TEST(TaskCacheTest, ForgetDropsTheEntry) {
@@ -62,16 +80,20 @@ TEST(TaskCacheTest, ForgetDropsTheEntry) {
   EXPECT_EQ(cache.find(child.pid), nullptr);
 }
 
-TEST(TaskCacheTest, InsertingSweepsTheEntriesOfExitedTasks) {
+TEST(TaskCacheTest, DropExitedKeepsOnlyLiveTasks) {
   TaskCache cache;
-  // Many short-lived tasks: the cache must not keep a pidfd for each.
-  for (int i = 0; i < 300; ++i) {
+  Sleeper alive;
+  cache.insert(alive.pid, UniqueFd(sys::pidfd_open(alive.pid, 0)));
+  // More exits than one epoll_wait returns: all are dropped in one call.
+  for (int i = 0; i < 150; ++i) {
     Sleeper child;
     ASSERT_GT(child.pid, 0);
     cache.insert(child.pid, UniqueFd(sys::pidfd_open(child.pid, 0)));
     child.end();
   }
-  EXPECT_LT(cache.size(), 200u);
+  cache.drop_exited();
+  EXPECT_EQ(cache.size(), 1u);
+  EXPECT_NE(cache.find(alive.pid), nullptr);
 }
 
 }  // namespace
