@@ -53,9 +53,11 @@
 //       then behaves like "connect PORT". --after-socket: first makes one
 //       TCP socket and prints "before keepalive=K". --int80: drops through
 //       the 32-bit system call ABI (int $0x80), as a 64-bit process may.
-//   exec-after-socket PROGRAM [ARG...]
+//   exec-after-socket [--from-thread] PROGRAM [ARG...]
 //       Makes one TCP socket, prints "before keepalive=K", then execs
-//       PROGRAM (e.g. a set-group-ID copy of raw_tcp).
+//       PROGRAM (e.g. a set-group-ID copy of raw_tcp). --from-thread: a
+//       second thread execs, so the program runs under the first thread's
+//       tid although another thread made the call.
 //   int80-probe
 //       Prints "int80 ok" if the 32-bit system call ABI works here.
 //   netns PORT [--thread] [--late]
@@ -668,11 +670,31 @@ enum {
   kI386SetResGid32 = 210
 };
 
+static void* exec_main(void* arg) {
+  char** argv = arg;
+  execv(argv[0], argv);
+  die("execv");
+  return NULL;
+}
+
 static int cmd_exec_after_socket(int argc, char** argv) {
-  if (argc < 1) die("usage: exec-after-socket PROGRAM [ARG...]");
+  int from_thread = argc > 0 && strcmp(argv[0], "--from-thread") == 0;
+  if (from_thread) {
+    --argc;
+    ++argv;
+  }
+  if (argc < 1) die("usage: exec-after-socket [--from-thread] PROGRAM [ARG...]");
   int fd = raw_socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) die("socket");
   emit("before keepalive=%d\n", int_option(fd, SOL_SOCKET, SO_KEEPALIVE));
+  if (from_thread) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, exec_main, argv) != 0) {
+      die("pthread_create");
+    }
+    pthread_join(thread, NULL);  // the exec ends this thread first
+    die("exec from a thread returned");
+  }
   execv(argv[0], argv);
   die("execv");
   return 1;

@@ -135,8 +135,14 @@ TEST_F(CredentialChange, DropThroughThe32BitAbiIsNoticed) {
 
 // exec of a set-group-ID program changes the effective gid of the same
 // thread (no_new_privs is off for a supervisor with CAP_SYS_ADMIN): after a
-// first emulated socket, the program's sockets must be its own.
-TEST_F(CredentialChange, SetgidExecAfterAFirstSocketIsNoticed) {
+// first emulated socket, the program's sockets must be its own. Also when a
+// second thread execs: the program then runs under the first thread's tid.
+class SetgidExec : public CredentialChange,
+                   public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SetgidExec, AfterAFirstSocketIsNoticed) {
+  std::vector<std::string> exec_args = {raw_tcp_path(), "exec-after-socket"};
+  if (GetParam()) exec_args.push_back("--from-thread");
   char dir_template[] = "/tmp/keepalive-sgid-XXXXXX";
   ASSERT_NE(mkdtemp(dir_template), nullptr) << strerror(errno);
   std::string dir = dir_template;
@@ -150,9 +156,11 @@ TEST_F(CredentialChange, SetgidExecAfterAFirstSocketIsNoticed) {
                 chmod(program.c_str(), 02755) == 0;
   if (usable) {
     Listener server;
-    Child target(supervised({"--strategy", "emulate"},
-                            {raw_tcp_path(), "exec-after-socket", program,
-                             "connect", std::to_string(server.port())}));
+    for (const std::string& arg :
+         {program, std::string("connect"), std::to_string(server.port())}) {
+      exec_args.push_back(arg);
+    }
+    Child target(supervised({"--strategy", "emulate"}, exec_args));
     std::optional<std::string> before = target.wait_line("before", 10s);
     std::optional<std::string> line = target.wait_line("connected", 10s);
     UniqueFd peer = server.accept(5s);
@@ -175,6 +183,13 @@ TEST_F(CredentialChange, SetgidExecAfterAFirstSocketIsNoticed) {
   rmdir(dir.c_str());
   if (!usable) GTEST_SKIP() << "cannot make a set-group-ID program in /tmp";
 }
+
+INSTANTIATE_TEST_SUITE_P(FromTheCallerOrAnotherThread, SetgidExec,
+                         ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& param) {
+                           return param.param ? "FromAnotherThread"
+                                              : "FromTheSocketsThread";
+                         });
 
 TEST_F(CredentialChange, ContinueCoversTheTargetUnderItsOwnUid) {
   for (const char* mode : {"socket", "connect"}) {
