@@ -27,11 +27,6 @@ std::string describe(const ApplyReport& report, pid_t pid,
   return "pid " + std::to_string(pid) + " " + line + " [" + how + "]";
 }
 
-void log_failures(const ApplyReport& report) {
-  for_each_failure(
-      report, [](const char* line, void*) { log_line(line); }, nullptr);
-}
-
 }  // namespace
 
 NotificationHandler::NotificationHandler(int listener, HandlerOptions options)
@@ -303,6 +298,26 @@ bool NotificationHandler::still_valid(uint64_t id) {
   if (seccomp_notify_id_valid(listener_, id) == 0) return true;
   ++stats_.vanished;
   return false;
+}
+
+void NotificationHandler::log_failures(const ApplyReport& report) {
+  if (!report.any_failed()) return;
+  // Once per option and errno: a program whose sockets all refuse an
+  // option (MPTCP refuses TCP_USER_TIMEOUT) would otherwise log a line per
+  // socket.
+  for (int i = 0; i < kOptionCount; ++i) {
+    const OptionOutcome& outcome = report.outcomes[i];
+    if (outcome.state != OptionState::kFailed) continue;
+    ApplyReport one;
+    one.outcomes[i] = outcome;
+    for_each_failure(
+        one,
+        [](const char* line, void* self) {
+          static_cast<NotificationHandler*>(self)->warn_once(
+              line, std::string(line) + " (not repeated)");
+        },
+        this);
+  }
 }
 
 void NotificationHandler::warn_once(const std::string& key,

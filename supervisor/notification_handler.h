@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/settings.h"
+#include "common/socket_options.h"
 #include "supervisor/config.h"
 #include "supervisor/target.h"
 #include "supervisor/task_cache.h"
@@ -75,6 +76,8 @@ class NotificationHandler {
   // Answers with SECCOMP_USER_NOTIF_FLAG_CONTINUE.
   void let_through(uint64_t id);
   bool still_valid(uint64_t id);
+  // Logs each option that failed, once per option, value and errno.
+  void log_failures(const ApplyReport& report);
   // Logs `text` the first time `key` is seen.
   void warn_once(const std::string& key, const std::string& text);
 

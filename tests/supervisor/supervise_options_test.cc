@@ -20,6 +20,8 @@
 //    timeout from its listening socket.
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -325,6 +327,32 @@ TEST_P(StaticTarget, MultipathClientCarriesKeepalive) {
   }
   target.close_stdin();
   EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+}
+
+// An option every MPTCP socket refuses is reported once, not once per
+// socket: a program making many would flood stderr.
+TEST(MultipathFailures, EachIsReportedOnce) {
+  UniqueFd probe(socket(AF_INET, SOCK_STREAM, 262 /* IPPROTO_MPTCP */));
+  if (!probe.valid()) GTEST_SKIP() << "no MPTCP here: " << strerror(errno);
+  int one = 1;
+  if (setsockopt(probe.get(), IPPROTO_TCP, TCP_USER_TIMEOUT, &one,
+                 sizeof one) == 0) {
+    GTEST_SKIP() << "this kernel takes TCP_USER_TIMEOUT on MPTCP sockets";
+  }
+  Listener server;
+  std::string client = raw_tcp_path() + " connect " +
+                       std::to_string(server.port()) + " --mptcp </dev/null";
+  RunOutcome outcome =
+      run(supervised({"--strategy", "emulate"},
+                     {"/bin/sh", "-c", client + " && " + client + " && " + client}));
+  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  size_t lines = 0;
+  for (size_t at = outcome.err.find("setsockopt(TCP_USER_TIMEOUT");
+       at != std::string::npos;
+       at = outcome.err.find("setsockopt(TCP_USER_TIMEOUT", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << outcome.err;
 }
 
 // IPv6 sockets are covered like IPv4 ones (the filter matches AF_INET6).
