@@ -1,5 +1,7 @@
 /* bench_workload: the programs the benchmark runs under each mode.
  *
+ *   bench_workload syscall N             N x getppid() through syscall(),
+ *                                        the cheapest real system call
  *   bench_workload socket N              N x TCP socket()+close
  *   bench_workload connect N PORT        N x socket+connect+close to PORT
  *   bench_workload rr N PORT             N x connect, send 1 byte, receive
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -70,6 +73,14 @@ static int round_trip(int port) {
            send(fd, &byte, 1, 0) == 1 && recv(fd, &byte, 1, 0) == 1;
   close_now(fd);
   return ok ? 0 : -1;
+}
+
+/* Through syscall(): a libc wrapper might one day answer from a cache. */
+static int cmd_syscall(long n) {
+  double start = now_ns();
+  for (long i = 0; i < n; ++i) syscall(SYS_getppid);
+  report(start, n, 0);
+  return 0;
 }
 
 static int cmd_socket(long n) {
@@ -224,6 +235,7 @@ static int cmd_rss(void) {
 
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  if (argc >= 3 && strcmp(argv[1], "syscall") == 0) return cmd_syscall(atol(argv[2]));
   if (argc >= 3 && strcmp(argv[1], "socket") == 0) return cmd_socket(atol(argv[2]));
   if (argc >= 4 && strcmp(argv[1], "connect") == 0)
     return cmd_connect(atol(argv[2]), atoi(argv[3]));

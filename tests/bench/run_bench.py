@@ -7,6 +7,11 @@ time) the ratio is cost / bare cost: lower is better. For throughput it is
 throughput / bare throughput: higher is better. Prints one table, and
 writes results.csv and chart.png (gnuplot) into --out.
 
+Beside the modes, two yardsticks measured in the same run: the cost of the
+cheapest system call on this machine, and "floor" rows for socket(): the
+cheapest seccomp-notify supervisor possible (bench_floor), which traps
+socket() and does nothing but answer it. The supervisor cannot beat them.
+
 Runs inside a private network namespace when it can (unshare -n), so that
 thousands of short loopback connections leave nothing behind on the host.
 """
@@ -44,6 +49,13 @@ class Runner:
         self.client_modes += [
             ("supervise emulate", [sup, "--strategy", "emulate", "--"], {}),
             ("supervise continue", [sup, "--strategy", "continue", "--"], {}),
+        ]
+        # The floor: bench_floor's variants, trapping TCP socket() only.
+        floor = args.floor
+        self.floor_modes = [
+            ("floor continue", [floor, "continue", "--"], {}),
+            ("floor emulate", [floor, "emulate", "--"], {}),
+            ("floor blocking", [floor, "blocking", "--"], {}),
         ]
         self.server_modes = [
             ("bare", [], {}),
@@ -111,9 +123,18 @@ def checked(metrics, what):
     return metrics
 
 
+def bench_syscall(r, work):
+    """What one system call costs here, and what a filter adds to a call it
+    lets through (the supervisor's and the floor's own)."""
+    modes = [m for m in r.client_modes if m[0] in ("bare", "supervise emulate")]
+    modes += [m for m in r.floor_modes if m[0] == "floor emulate"]
+    r.record("cheap syscall (getppid)", COST, "ns/call", modes,
+             lambda name, p, e: r.run(p, e, [work, "syscall", r.n(200000)])["ns_per_op"])
+
+
 def bench_calls(r, work):
     echo, port = r.server([], {}, [work, "echo-server"])
-    r.record("TCP socket()+close", COST, "us/call", r.client_modes,
+    r.record("TCP socket()+close", COST, "us/call", r.client_modes + r.floor_modes,
              lambda name, p, e: r.run(p, e, [work, "socket", r.n(20000)])["ns_per_op"] / 1e3)
     r.record("connect() on loopback", COST, "us/conn", r.client_modes,
              lambda name, p, e: checked(r.run(p, e, [work, "connect", r.n(4000), port]),
@@ -237,6 +258,8 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", required=True, help="bench_workload binary")
     parser.add_argument("--supervisor", required=True, help="keepalive-supervise binary")
+    parser.add_argument("--floor", required=True,
+                        help="bench_floor binary (the cheapest supervisor possible)")
     parser.add_argument("--libdir", required=True, help="folder of the preload libraries")
     parser.add_argument("--out", required=True, help="folder for results.csv, chart.png")
     parser.add_argument("--repeat", type=int, default=5)
@@ -258,6 +281,7 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     r = Runner(args)
     try:
+        bench_syscall(r, args.workload)
         bench_calls(r, args.workload)
         bench_server(r, args.workload)
         bench_untrapped(r, args.workload)
