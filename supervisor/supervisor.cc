@@ -1,15 +1,16 @@
 #include "supervisor/supervisor.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <optional>
 #include <string>
 
@@ -24,20 +25,14 @@
 namespace keepalive {
 namespace {
 
-constexpr int kCapSysAdmin = 21;
-
 // Whether CAP_SYS_ADMIN is in our effective set: then the filter may be
 // installed without no_new_privs, and setuid programs keep working.
 bool has_cap_sys_admin() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("CapEff:", 0) == 0) {
-      unsigned long long caps = std::stoull(line.substr(7), nullptr, 16);
-      return (caps >> kCapSysAdmin) & 1;
-    }
-  }
-  return false;
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &
+          CAP_TO_MASK(CAP_SYS_ADMIN)) != 0;
 }
 
 std::string install_hint(int err) {
