@@ -45,4 +45,19 @@ int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes) {
       syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, sizes));
 }
 
+int io_uring_setup(unsigned entries, struct io_uring_params* params) {
+  return static_cast<int>(syscall(SYS_io_uring_setup, entries, params));
+}
+
+int io_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
+                   unsigned flags) {
+  return static_cast<int>(syscall(SYS_io_uring_enter, fd, to_submit,
+                                  min_complete, flags, nullptr, 0));
+}
+
+int io_uring_register(int fd, unsigned opcode, void* arg, unsigned nr_args) {
+  return static_cast<int>(
+      syscall(SYS_io_uring_register, fd, opcode, arg, nr_args));
+}
+
 }  // namespace keepalive::sys

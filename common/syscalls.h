@@ -4,8 +4,10 @@
 #pragma once
 
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -45,10 +47,25 @@ struct seccomp_notif_addfd {
 #ifndef PIDFD_THREAD
 #define PIDFD_THREAD O_EXCL
 #endif
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
 
 struct sock_fprog;
 
 namespace keepalive::sys {
+
+// IORING_OP_URING_CMD on a socket (Linux 6.7+): setsockopt. Newer headers
+// define it as an enumerator (enum io_uring_socket_op), which a macro of
+// the same name would break, hence a constant of our own.
+inline constexpr uint32_t kSocketUringOpSetsockopt = 3;
+// Where Linux 6.7+ reads that command's arguments in the 64-byte SQE, under
+// field names Linux 6.1's header lacks: level and optname share `addr`
+// (level first), optlen overlays `splice_fd_in`, optval is `addr3`.
+inline constexpr size_t kSqeLevelOffset = 16;
+inline constexpr size_t kSqeOptnameOffset = 20;
+inline constexpr size_t kSqeOptlenOffset = 44;
+inline constexpr size_t kSqeOptvalOffset = 48;
 
 int pidfd_open(int pid, unsigned flags);
 int pidfd_getfd(int pidfd, int target_fd, unsigned flags);
@@ -64,5 +81,12 @@ int connect(int fd, const struct sockaddr* addr, socklen_t len);
 int listen(int fd, int backlog);
 // seccomp(SECCOMP_GET_NOTIF_SIZES, 0, sizes).
 int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes);
+// io_uring_setup(entries, params): the ring's fd (always close-on-exec).
+int io_uring_setup(unsigned entries, struct io_uring_params* params);
+// io_uring_enter(fd, to_submit, min_complete, flags, NULL, 0).
+int io_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
+                   unsigned flags);
+// io_uring_register(fd, opcode, arg, nr_args).
+int io_uring_register(int fd, unsigned opcode, void* arg, unsigned nr_args);
 
 }  // namespace keepalive::sys
