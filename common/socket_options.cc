@@ -61,11 +61,7 @@ ApplyReport apply_to(int fd, const Settings& settings, Mode mode) {
     if (!option_applies(option, mode)) continue;
     int value = settings.value(option);
     if (option == Option::kUserTimeout && value == kDeriveUserTimeout) {
-      value = derive_user_timeout(
-          effective(fd, report.outcome(Option::kKeepIdle), Option::kKeepIdle),
-          effective(fd, report.outcome(Option::kKeepIntvl),
-                    Option::kKeepIntvl),
-          effective(fd, report.outcome(Option::kKeepCnt), Option::kKeepCnt));
+      value = derive_user_timeout_on(fd, report);
     }
     if (value == 0) continue;  // 0 leaves the system default
     const OptionInfo& info = option_info(option);
@@ -79,6 +75,13 @@ ApplyReport apply_to(int fd, const Settings& settings, Mode mode) {
     }
   }
   return report;
+}
+
+int derive_user_timeout_on(int fd, const ApplyReport& report) {
+  return derive_user_timeout(
+      effective(fd, report.outcome(Option::kKeepIdle), Option::kKeepIdle),
+      effective(fd, report.outcome(Option::kKeepIntvl), Option::kKeepIntvl),
+      effective(fd, report.outcome(Option::kKeepCnt), Option::kKeepCnt));
 }
 
 void format_applied(const ApplyReport& report, char* buf, size_t size) {

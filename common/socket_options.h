@@ -43,6 +43,12 @@ struct ApplyReport {
 // preserve errno; callers that must, do.
 ApplyReport apply_to(int fd, const Settings& settings, Mode mode);
 
+// The TCP_USER_TIMEOUT that apply_to derives on `fd` once `report` holds the
+// keepalive options' outcomes: derive_user_timeout over the values in
+// effect, ours where applied, else the socket's own (read with getsockopt;
+// 0 if unreadable).
+int derive_user_timeout_on(int fd, const ApplyReport& report);
+
 // One line: "fd 3 (connect): SO_KEEPALIVE=1 TCP_KEEPIDLE=15 ...".
 void format_applied(const ApplyReport& report, char* buf, size_t size);
 
