@@ -1,11 +1,13 @@
 # Unit tests of the supervisor's pure parts (command line, strategy choice,
 # filter construction), plus one test that installs a filter from
-# build_filter in a forked child and checks which calls it traps.
+# build_filter in a forked child and checks which calls it traps, and
+# OptionRing on real sockets against apply_to.
 add_executable(supervisor_unit_test
   cli_test.cc
   strategy_test.cc
   filter_test.cc
   task_cache_test.cc
+  option_ring_test.cc
 )
 target_link_libraries(supervisor_unit_test PRIVATE
   keepalive_supervisor_dynamic GTest::gtest_main)
