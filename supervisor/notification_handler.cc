@@ -135,7 +135,8 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
     // kernel run the call as the target.
     return let_through(req.id);
   }
-  ApplyReport report = apply_to(sock.get(), options_.settings, options_.mode);
+  ApplyReport report =
+      options_ring_.apply(sock.get(), options_.settings, options_.mode);
 
   seccomp_notif_addfd addfd{};
   addfd.id = req.id;
@@ -169,6 +170,7 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
   if (options_.verbose) {
     report.fd = target_fd;
     log_line(describe(report, static_cast<pid_t>(req.pid), "emulated"));
+    note_options_path();
   }
   log_failures(report);
 }
@@ -203,11 +205,12 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
     if (opened.of_task) tasks_.insert(tid, std::move(opened.fd));
   }
   if (classify_socket(copy.get()) == SocketKind::kTcp) {
-    ApplyReport report = apply_to(copy.get(), options_.settings, mode);
+    ApplyReport report = options_ring_.apply(copy.get(), options_.settings, mode);
     ++stats_.applied;
     if (options_.verbose) {
       report.fd = target_fd;
       log_line(describe(report, static_cast<pid_t>(req.pid), "in place"));
+      note_options_path();
     }
     log_failures(report);
   }
@@ -298,6 +301,14 @@ bool NotificationHandler::still_valid(uint64_t id) {
   if (seccomp_notify_id_valid(listener_, id) == 0) return true;
   ++stats_.vanished;
   return false;
+}
+
+void NotificationHandler::note_options_path() {
+  // The ring is set up at the first socket, by the thread that uses it,
+  // so that it never delays the command's start.
+  if (options_ring_.path() != OptionRing::Path::kSetsockopt) return;
+  warn_once("options-path", "options are set with one setsockopt() each (" +
+                                options_ring_.fallback_reason() + ")");
 }
 
 void NotificationHandler::log_failures(const ApplyReport& report) {

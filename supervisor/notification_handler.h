@@ -17,6 +17,7 @@
 #include "common/settings.h"
 #include "common/socket_options.h"
 #include "supervisor/config.h"
+#include "supervisor/option_ring.h"
 #include "supervisor/target.h"
 #include "supervisor/task_cache.h"
 
@@ -76,6 +77,8 @@ class NotificationHandler {
   // Answers with SECCOMP_USER_NOTIF_FLAG_CONTINUE.
   void let_through(uint64_t id);
   bool still_valid(uint64_t id);
+  // With -v: says once why options are not set through io_uring.
+  void note_options_path();
   // Logs each option that failed, once per option, value and errno.
   void log_failures(const ApplyReport& report);
   // Logs `text` the first time `key` is seen.
@@ -93,6 +96,7 @@ class NotificationHandler {
   uint64_t last_id_ = 0;  // of the last notification received
   std::set<std::string> warned_;
   TaskCache tasks_;
+  OptionRing options_ring_;  // used by the serving thread only
 };
 
 }  // namespace keepalive
