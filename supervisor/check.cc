@@ -19,6 +19,7 @@
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
 #include "supervisor/notification_handler.h"
+#include "supervisor/option_ring.h"
 #include "supervisor/strategy.h"
 
 namespace keepalive {
@@ -166,13 +167,19 @@ CheckReport run_check(const Config& config) {
   out << "PIDFD_THREAD (Linux 6.9+): " << yes_no(thread_pidfd.valid())
       << "\n";
   io_uring_params params{};
-  long ring = syscall(SYS_io_uring_setup, 1, &params);
+  UniqueFd ring(sys::io_uring_setup(1, &params));
   int ring_errno = errno;
-  if (ring >= 0) close(static_cast<int>(ring));
   out << "io_uring: "
-      << (ring >= 0 ? "available (its sockets bypass seccomp; see "
-                      "--deny-io-uring)"
-                    : "unavailable (" + errno_text(ring_errno) + ")")
+      << (ring.valid() ? "available (its sockets bypass seccomp; see "
+                         "--deny-io-uring)"
+                       : "unavailable (" + errno_text(ring_errno) + ")")
+      << "\n";
+  OptionRing options_ring;
+  out << "options in one io_uring_enter (Linux 6.7+): "
+      << (options_ring.prepare() == OptionRing::Path::kIoUring
+              ? std::string("yes")
+              : "no, one setsockopt each (" + options_ring.fallback_reason() +
+                    ")")
       << "\n";
 
   bool emulation_works = probe.child_result == kGotOptions;

@@ -782,6 +782,13 @@ TEST_F(WrapperTest, CheckReportIsTruthful) {
   EXPECT_EQ(
       report["io_uring"].rfind(ring >= 0 ? "available" : "unavailable", 0), 0u)
       << report["io_uring"];
+  // The supervisor's own ring for options: socket commands came in 6.7.
+  std::string batched = report["options in one io_uring_enter (Linux 6.7+)"];
+  if (ring >= 0 && v.at_least(6, 7)) {
+    EXPECT_EQ(batched, "yes");
+  } else {
+    EXPECT_EQ(batched.rfind("no, one setsockopt each (", 0), 0u) << batched;
+  }
 
   EXPECT_EQ(report["mode socket"].rfind("emulate (", 0), 0u)
       << report["mode socket"];
