@@ -60,4 +60,42 @@ int io_uring_register(int fd, unsigned opcode, void* arg, unsigned nr_args) {
       syscall(SYS_io_uring_register, fd, opcode, arg, nr_args));
 }
 
+namespace raw {
+
+long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+#if defined(__x86_64__)
+  register long r10 __asm__("r10") = a4;
+  register long r8 __asm__("r8") = a5;
+  register long r9 __asm__("r9") = a6;
+  long result;
+  __asm__ volatile("syscall"
+                   : "=a"(result)
+                   : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8),
+                     "r"(r9)
+                   : "rcx", "r11", "memory");
+  return result;
+#elif defined(__aarch64__)
+  register long x8 __asm__("x8") = nr;
+  register long x0 __asm__("x0") = a1;
+  register long x1 __asm__("x1") = a2;
+  register long x2 __asm__("x2") = a3;
+  register long x3 __asm__("x3") = a4;
+  register long x4 __asm__("x4") = a5;
+  register long x5 __asm__("x5") = a6;
+  __asm__ volatile("svc 0"
+                   : "+r"(x0)
+                   : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                   : "memory");
+  return x0;
+#else
+#error "sys::raw::syscall6 is written for x86-64 and aarch64 only"
+#endif
+}
+
+void exit_group(int status) {
+  for (;;) syscall6(SYS_exit_group, status, 0, 0, 0, 0, 0);
+}
+
+}  // namespace raw
+
 }  // namespace keepalive::sys

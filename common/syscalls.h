@@ -1,6 +1,7 @@
 // Every raw syscall() of the project, and fallback definitions of kernel
 // constants that Debian 12's headers (Linux 6.1) may lack. Each wrapper
-// returns what the syscall returns, with errno set on failure.
+// returns what the syscall returns, with errno set on failure, except those
+// in sys::raw (see there).
 #pragma once
 
 #include <fcntl.h>
@@ -11,6 +12,8 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
 
 #ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
 #define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
@@ -89,4 +92,58 @@ int io_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 // io_uring_register(fd, opcode, arg, nr_args).
 int io_uring_register(int fd, unsigned opcode, void* arg, unsigned nr_args);
 
+// System calls for a child made with clone(CLONE_VM), which runs on its
+// parent's memory and thread pointer: errno there is the parent's, and so
+// is every lock and buffer of libc's. These go straight to the kernel
+// (no libc, no PLT, no errno) and return its result: -errno on failure.
+namespace raw {
+
+// The system call `nr` with up to six arguments.
+long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+
+inline long close(int fd) { return syscall6(SYS_close, fd, 0, 0, 0, 0, 0); }
+inline long getpid() { return syscall6(SYS_getpid, 0, 0, 0, 0, 0, 0); }
+inline long getppid() { return syscall6(SYS_getppid, 0, 0, 0, 0, 0, 0); }
+inline long getpgid(pid_t pid) {
+  return syscall6(SYS_getpgid, pid, 0, 0, 0, 0, 0);
+}
+inline long setpgid(pid_t pid, pid_t pgid) {
+  return syscall6(SYS_setpgid, pid, pgid, 0, 0, 0, 0);
+}
+inline long prctl(int option, unsigned long arg2) {
+  return syscall6(SYS_prctl, option, static_cast<long>(arg2), 0, 0, 0, 0);
+}
+inline long ioctl(int fd, unsigned long request, void* arg) {
+  return syscall6(SYS_ioctl, fd, static_cast<long>(request),
+                  reinterpret_cast<long>(arg), 0, 0, 0);
+}
+inline long recv(int fd, void* buf, size_t len) {
+  return syscall6(SYS_recvfrom, fd, reinterpret_cast<long>(buf),
+                  static_cast<long>(len), 0, 0, 0);
+}
+inline long sendmsg(int fd, const struct msghdr* msg, int flags) {
+  return syscall6(SYS_sendmsg, fd, reinterpret_cast<long>(msg), flags, 0, 0, 0);
+}
+inline long write(int fd, const void* buf, size_t len) {
+  return syscall6(SYS_write, fd, reinterpret_cast<long>(buf),
+                  static_cast<long>(len), 0, 0, 0);
+}
+// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog).
+inline long seccomp_set_filter(unsigned flags, const struct sock_fprog* prog) {
+  return syscall6(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags,
+                  reinterpret_cast<long>(prog), 0, 0, 0);
+}
+// rt_sigprocmask(SIG_SETMASK, mask): the kernel's part of a sigset_t.
+inline long set_signal_mask(const sigset_t* mask) {
+  return syscall6(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(mask),
+                  0, _NSIG / 8, 0, 0);
+}
+inline long execve(const char* path, char* const argv[], char* const envp[]) {
+  return syscall6(SYS_execve, reinterpret_cast<long>(path),
+                  reinterpret_cast<long>(argv), reinterpret_cast<long>(envp), 0,
+                  0, 0);
+}
+[[noreturn]] void exit_group(int status);
+
+}  // namespace raw
 }  // namespace keepalive::sys

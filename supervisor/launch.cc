@@ -1,22 +1,34 @@
 #include "supervisor/launch.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include <memory>
+#include <mutex>
+
 #include "common/syscalls.h"
+#include "supervisor/command_path.h"
 
 namespace keepalive {
 namespace {
 
 // Largest program the kernel accepts (BPF_MAXINSNS).
 constexpr size_t kMaxInstructions = 4096;
+
+// The child's stack: its deepest path (the exec failure message) needs a
+// few kilobytes; the rest is margin, for sanitizer builds too.
+constexpr size_t kChildStackSize = 64 * 1024;
 
 struct PlanHeader {
   uint32_t count;
@@ -37,7 +49,89 @@ struct ReportMessage {
   int32_t value;  // errno, or for kInstalled whether WAIT_KILLABLE_RECV took
 };
 
-void send_report(int sock, ChildReport kind, int value, int fd = -1) {
+// Everything the child reads, prepared before the clone. The child runs on
+// our memory (clone with CLONE_VM: no page tables to copy, no copy-on-write
+// faults on either side), so it must allocate nothing, touch no errno, lock,
+// buffer or lazily bound symbol of libc's, and write nothing but its own
+// stack and script_argv[1]. Nothing here changes after the clone, except
+// `program`, which is set before the plan's header is sent and read by the
+// child only after the header has arrived.
+struct ChildContext {
+  int sock = -1;         // the child's end of the socketpair
+  int parent_sock = -1;  // ours: the child closes its copy
+  pid_t parent = 0;
+  sigset_t exec_mask;  // the mask the command starts with
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* const* candidates = nullptr;  // null-terminated
+  bool search = false;                      // see CommandPath
+  int lookup_error = 0;
+  // {"/bin/sh", candidate, argv[1], ..., nullptr}: how execvp runs a file
+  // the kernel refuses with ENOEXEC (a script without "#!").
+  char** script_argv = nullptr;
+  // strerrordesc_np, bound in the parent: no PLT lazy binding in the child.
+  const char* (*describe)(int) = nullptr;
+  const sock_filter* program = nullptr;
+};
+
+// Owns what a ChildContext points to, and the child's stack.
+struct ChildMemory {
+  ChildMemory() = default;
+  ChildMemory(const ChildMemory&) = delete;
+  ChildMemory& operator=(const ChildMemory&) = delete;
+  ~ChildMemory() {
+    if (stack != MAP_FAILED) munmap(stack, kChildStackSize + page_size);
+  }
+
+  ChildContext context;
+  std::vector<std::string> command;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  CommandPath path;
+  std::vector<const char*> candidates;
+  std::vector<char*> script_argv;
+  std::vector<sock_filter> program;
+  void* stack = MAP_FAILED;  // kChildStackSize, above a guard page
+  size_t page_size = 0;
+  UniqueFd ours;  // our end of the socketpair: hangs up when the child is done
+};
+
+// A child runs on its ChildMemory until it execs or exits, which can be long
+// after launch() returns: its execve may be trapped, and answered only by
+// the caller's notification loop. So launch() leaves the memory here, and
+// frees it once our end of the socketpair hangs up: the child's end is
+// close-on-exec, so that happens when it has exec'd or exited.
+class ChildMemoryKeeper {
+ public:
+  void keep(std::unique_ptr<ChildMemory> memory) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(kept_, [](const std::unique_ptr<ChildMemory>& kept) {
+      pollfd p{kept->ours.get(), POLLIN, 0};
+      return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+    });
+    kept_.push_back(std::move(memory));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<ChildMemory>> kept_;
+};
+
+ChildMemoryKeeper& child_memory_keeper() {
+  // Never destroyed: at exit a child may still run on what it keeps.
+  static ChildMemoryKeeper* keeper = new ChildMemoryKeeper;
+  return *keeper;
+}
+
+// ---------------------------------------------------------------------------
+// The child. Everything from here to the parent's part runs on the parent's
+// memory: raw system calls only (sys::raw), no sanitizer runtime.
+
+#define KEEPALIVE_CHILD_CODE \
+  __attribute__((no_sanitize("address", "undefined")))
+
+KEEPALIVE_CHILD_CODE void send_report(int sock, ChildReport kind, int value,
+                                      int fd = -1) {
   ReportMessage msg{kind, value};
   iovec iov{&msg, sizeof msg};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
@@ -51,93 +145,195 @@ void send_report(int sock, ChildReport kind, int value, int fd = -1) {
     cmsg->cmsg_level = SOL_SOCKET;
     cmsg->cmsg_type = SCM_RIGHTS;
     cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    *reinterpret_cast<int*>(CMSG_DATA(cmsg)) = fd;
   }
-  while (sendmsg(sock, &hdr, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+  while (sys::raw::sendmsg(sock, &hdr, MSG_NOSIGNAL) == -EINTR) {
   }
 }
 
+// Appends `text` to line[*length], keeping the line under `size`.
+KEEPALIVE_CHILD_CODE void append(char* line, size_t size, size_t* length,
+                                 const char* text) {
+  while (*text != '\0' && *length + 1 < size) line[(*length)++] = *text++;
+}
+
+KEEPALIVE_CHILD_CODE void append_number(char* line, size_t size, size_t* length,
+                                        int value) {
+  char digits[16];
+  char* p = digits + sizeof digits;
+  *--p = '\0';
+  unsigned magnitude = value < 0 ? 0u - static_cast<unsigned>(value)
+                                 : static_cast<unsigned>(value);
+  do {
+    *--p = static_cast<char>('0' + magnitude % 10);
+    magnitude /= 10;
+  } while (magnitude != 0);
+  if (value < 0) *--p = '-';
+  append(line, size, length, p);
+}
+
+// execvp, as glibc does it (see CommandPath), on the prepared candidates.
+// Returns the errno execvp would leave.
+KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
+  if (ctx.lookup_error != 0) return ctx.lookup_error;
+  int err = ENOENT;
+  bool got_eacces = false;
+  for (const char* const* candidate = ctx.candidates; *candidate != nullptr;
+       ++candidate) {
+    long rc = sys::raw::execve(*candidate, ctx.argv, ctx.envp);
+    if (rc == -ENOEXEC) {
+      ctx.script_argv[1] = const_cast<char*>(*candidate);
+      rc = sys::raw::execve(ctx.script_argv[0], ctx.script_argv, ctx.envp);
+    }
+    err = static_cast<int>(-rc);
+    if (!ctx.search || !search_goes_on(err)) return err;
+    if (err == EACCES) got_eacces = true;
+  }
+  return got_eacces ? EACCES : err;
+}
+
 // Runs in the child. Never returns.
-[[noreturn]] void run_child(int sock, pid_t parent, char** argv,
-                            char* buffer, size_t buffer_size,
-                            const sigset_t* exec_mask) {
+[[noreturn]] KEEPALIVE_CHILD_CODE void run_child(const ChildContext& ctx) {
+  sys::raw::close(ctx.parent_sock);
   // The target must not outlive the supervisor: without it every trapped
   // call would fail with ENOSYS. SIGKILL it instead (see README).
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != parent) _exit(125);
+  sys::raw::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (sys::raw::getppid() != ctx.parent) sys::raw::exit_group(125);
 
-  // Every signal stays blocked (as fork left it) until just before exec, so
+  // Every signal stays blocked (as clone left it) until just before exec, so
   // that nothing of the supervisor's runs here. Dispositions are left as
   // inherited: exec resets handled ones, and ignored ones pass through.
-  ssize_t n;
-  do {
-    n = recv(sock, buffer, buffer_size, 0);
-  } while (n < 0 && errno == EINTR);
   PlanHeader header;
-  if (n < static_cast<ssize_t>(sizeof header)) _exit(125);  // parent gone
-  memcpy(&header, buffer, sizeof header);
-  if (n != static_cast<ssize_t>(sizeof header +
-                                header.count * sizeof(sock_filter))) {
-    _exit(125);
-  }
+  long n;
+  do {
+    n = sys::raw::recv(ctx.sock, &header, sizeof header);
+  } while (n == -EINTR);
+  // Short: the parent is gone (EOF) or broke the protocol.
+  if (n != static_cast<long>(sizeof header)) sys::raw::exit_group(125);
+  if (header.count > kMaxInstructions) sys::raw::exit_group(125);
   sock_fprog prog{static_cast<unsigned short>(header.count),
-                  reinterpret_cast<sock_filter*>(buffer + sizeof header)};
+                  const_cast<sock_filter*>(ctx.program)};
 
   if (header.own_process_group) {
     // Its own group, so that signals can go to all of it; in the terminal's
     // foreground if we were (SIGTTOU is blocked here, so this cannot stop us).
-    setpgid(0, 0);
-    if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgid(parent)) {
-      tcsetpgrp(STDIN_FILENO, getpid());
+    sys::raw::setpgid(0, 0);
+    pid_t foreground = 0;
+    if (sys::raw::ioctl(STDIN_FILENO, TIOCGPGRP, &foreground) == 0 &&
+        foreground == sys::raw::getpgid(ctx.parent)) {
+      pid_t self = static_cast<pid_t>(sys::raw::getpid());
+      sys::raw::ioctl(STDIN_FILENO, TIOCSPGRP, &self);
     }
   }
 
-  int listener = -1;
+  long listener = 0;  // the listener's fd, or -errno
   bool killable = header.wait_killable_recv != 0;
-  if (header.no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    listener = -1;
-  } else {
+  if (header.no_new_privs) listener = sys::raw::prctl(PR_SET_NO_NEW_PRIVS, 1);
+  if (listener == 0) {
     unsigned flags = SECCOMP_FILTER_FLAG_NEW_LISTENER;
-    listener = sys::seccomp_set_filter(
-        flags | (killable ? SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV : 0),
-        &prog);
-    if (listener < 0 && errno == EINVAL && killable) {  // before Linux 5.19
+    listener = sys::raw::seccomp_set_filter(
+        flags | (killable ? SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV : 0), &prog);
+    if (listener == -EINVAL && killable) {  // before Linux 5.19
       killable = false;
-      listener = sys::seccomp_set_filter(flags, &prog);
+      listener = sys::raw::seccomp_set_filter(flags, &prog);
     }
   }
   if (listener < 0) {
+    int err = static_cast<int>(-listener);
     if (!header.fail_open) {
-      send_report(sock, ChildReport::kInstallFailed, errno);
-      _exit(125);
+      send_report(ctx.sock, ChildReport::kInstallFailed, err);
+      sys::raw::exit_group(125);
     }
-    send_report(sock, ChildReport::kRunUnsupervised, errno);
+    send_report(ctx.sock, ChildReport::kRunUnsupervised, err);
   } else {
     // No trapped call from here until exec: sendmsg and close are not
     // trapped.
-    send_report(sock, ChildReport::kInstalled, killable ? 1 : 0, listener);
-    close(listener);
+    send_report(ctx.sock, ChildReport::kInstalled, killable ? 1 : 0,
+                static_cast<int>(listener));
+    sys::raw::close(static_cast<int>(listener));
   }
 
-  sigprocmask(SIG_SETMASK, exec_mask, nullptr);
-  execvp(argv[0], argv);
+  sys::raw::set_signal_mask(&ctx.exec_mask);
+  int err = exec_command(ctx);
   // The parent does not wait for the exec (the filter may trap execve, and
   // the parent must be free to answer), so the child says what went wrong.
-  int err = errno;
-  char reason[128];
-  const char* why = err == ENOENT ? "command not found"
-                                  : strerror_r(err, reason, sizeof reason);
   char line[512];
-  int len = snprintf(line, sizeof line, "keepalive-supervise: %s: %s\n",
-                     argv[0], why);
-  if (len > 0) {
-    ssize_t ignored = write(STDERR_FILENO, line,
-                            static_cast<size_t>(len) < sizeof line
-                                ? static_cast<size_t>(len)
-                                : sizeof line - 1);
-    (void)ignored;
+  size_t length = 0;
+  append(line, sizeof line, &length, "keepalive-supervise: ");
+  append(line, sizeof line, &length, ctx.argv[0]);
+  append(line, sizeof line, &length, ": ");
+  const char* why = err == ENOENT ? "command not found" : ctx.describe(err);
+  if (why != nullptr) {
+    append(line, sizeof line, &length, why);
+  } else {
+    append(line, sizeof line, &length, "Unknown error ");
+    append_number(line, sizeof line, &length, err);
   }
-  _exit(err == ENOENT ? 127 : 126);
+  append(line, sizeof line, &length, "\n");
+  sys::raw::write(STDERR_FILENO, line, length);
+  sys::raw::exit_group(err == ENOENT ? 127 : 126);
+}
+
+KEEPALIVE_CHILD_CODE int child_main(void* context) {
+  run_child(*static_cast<const ChildContext*>(context));
+}
+
+// ---------------------------------------------------------------------------
+// The parent.
+
+// The child's memory for `command`, all but the socketpair.
+Result<std::unique_ptr<ChildMemory>> prepare_child(
+    const std::vector<std::string>& command, const sigset_t& target_mask) {
+  auto memory = std::make_unique<ChildMemory>();
+  // Copies, so that nothing the child reads belongs to the caller.
+  memory->command = command;
+  for (std::string& arg : memory->command) memory->argv.push_back(arg.data());
+  memory->argv.push_back(nullptr);
+  // The environment's strings are never freed by libc; its array may be, by
+  // a setenv while the child runs.
+  for (char** e = environ; *e != nullptr; ++e) memory->envp.push_back(*e);
+  memory->envp.push_back(nullptr);
+
+  memory->path = command_path(command[0], getenv("PATH"));
+  for (const std::string& candidate : memory->path.candidates) {
+    memory->candidates.push_back(candidate.c_str());
+  }
+  memory->candidates.push_back(nullptr);
+  memory->script_argv.push_back(const_cast<char*>("/bin/sh"));
+  memory->script_argv.push_back(nullptr);  // the candidate, set by the child
+  memory->script_argv.insert(memory->script_argv.end(),
+                             memory->argv.begin() + 1, memory->argv.end());
+
+  // The stack, above a guard page.
+  memory->page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  memory->stack =
+      mmap(nullptr, kChildStackSize + memory->page_size, PROT_READ | PROT_WRITE,
+           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (memory->stack == MAP_FAILED) return errno_error("mmap (child stack)");
+  if (mprotect(memory->stack, memory->page_size, PROT_NONE) != 0) {
+    return errno_error("mprotect (child stack guard)");
+  }
+
+  ChildContext& ctx = memory->context;
+  ctx.parent = getpid();
+  ctx.exec_mask = target_mask;
+  ctx.argv = memory->argv.data();
+  ctx.envp = memory->envp.data();
+  ctx.candidates = memory->candidates.data();
+  ctx.search = memory->path.search;
+  ctx.lookup_error = memory->path.error;
+  ctx.script_argv = memory->script_argv.data();
+  ctx.describe = strerrordesc_np;
+  return memory;
+}
+
+// Whether the kernel knows these SECCOMP_SET_MODE_FILTER flags. It checks
+// them before it reads the program, so with none it fails with EFAULT if it
+// knows them and EINVAL if not. Asked here, through libc, rather than left
+// to the child's fallback alone: a test fakes older kernels by interposing
+// libc, which the child's raw calls bypass.
+bool filter_flags_known(unsigned flags) {
+  return !(sys::seccomp_set_filter(flags, nullptr) < 0 && errno == EINVAL);
 }
 
 Result<ReportMessage> receive_report(int sock, UniqueFd* fd) {
@@ -169,11 +365,25 @@ Result<ReportMessage> receive_report(int sock, UniqueFd* fd) {
   return msg;
 }
 
-void kill_and_reap(pid_t pid) {
-  kill(pid, SIGKILL);
-  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+// Kills and reaps the child unless released: on every way out of launch()
+// but success, exceptions included, so that no child is left running on
+// memory that is about to be freed.
+class ChildGuard {
+ public:
+  explicit ChildGuard(pid_t pid) : pid_(pid) {}
+  ChildGuard(const ChildGuard&) = delete;
+  ChildGuard& operator=(const ChildGuard&) = delete;
+  ~ChildGuard() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+    }
   }
-}
+  void release() { pid_ = -1; }
+
+ private:
+  pid_t pid_;
+};
 
 }  // namespace
 
@@ -181,48 +391,45 @@ Result<Launched> launch(const std::vector<std::string>& command,
                         const PlanChooser& choose_plan,
                         const sigset_t& target_mask) {
   if (command.empty()) return std::unexpected(SysError{EINVAL, "no command"});
-  std::vector<char*> argv;
-  for (const std::string& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  // Allocated before fork so that the child allocates nothing.
-  std::vector<char> buffer(sizeof(PlanHeader) +
-                           kMaxInstructions * sizeof(sock_filter));
+  Result<std::unique_ptr<ChildMemory>> prepared =
+      prepare_child(command, target_mask);
+  if (!prepared) return std::unexpected(prepared.error());
+  std::unique_ptr<ChildMemory> memory = std::move(*prepared);
 
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return errno_error("socketpair");
   }
-  UniqueFd ours(pair[0]), theirs(pair[1]);
+  memory->ours.reset(pair[0]);
+  UniqueFd theirs(pair[1]);
+  memory->context.parent_sock = memory->ours.get();
+  memory->context.sock = theirs.get();
 
-  // Signals stay blocked across fork so that no handler of the supervisor's
-  // runs in the child before it resets them.
+  // Signals stay blocked across the clone so that no handler of the
+  // supervisor's runs in the child, on the supervisor's memory.
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
-  pid_t parent = getpid();
-  pid_t pid = fork();
-  if (pid == 0) {
-    ours.reset();
-    run_child(theirs.get(), parent, argv.data(), buffer.data(), buffer.size(),
-              &target_mask);
-  }
-  int fork_errno = errno;
+  // Not CLONE_VFORK: we must go on, to send the plan and to answer the
+  // child's execve if the filter traps it.
+  char* stack_top =
+      static_cast<char*>(memory->stack) + memory->page_size + kChildStackSize;
+  pid_t pid =
+      clone(child_main, stack_top, CLONE_VM | SIGCHLD, &memory->context);
+  int clone_errno = errno;
   sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
-    errno = fork_errno;
-    return errno_error("fork");
+    errno = clone_errno;
+    return errno_error("clone");
   }
+  ChildGuard guard(pid);
   int theirs_number = theirs.get();
   theirs.reset();
 
   Launched launched;
   launched.pid = pid;
   launched.pidfd.reset(sys::pidfd_open(pid, 0));
-  if (!launched.pidfd.valid()) {
-    auto err = errno_error("pidfd_open");
-    kill_and_reap(pid);
-    return err;
-  }
+  if (!launched.pidfd.valid()) return errno_error("pidfd_open");
   // The probe that decides between strategies: can we copy an fd out of
   // this very child? (the child's end of the socketpair is at the same
   // number as ours was before we closed it)
@@ -231,42 +438,40 @@ Result<Launched> launch(const std::vector<std::string>& command,
   probe.reset();
 
   Result<FilterPlan> plan = choose_plan(getfd_error == 0, getfd_error);
-  if (!plan) {
-    kill_and_reap(pid);
-    return std::unexpected(plan.error());
-  }
+  if (!plan) return std::unexpected(plan.error());
   if (plan->program.size() > kMaxInstructions) {
-    kill_and_reap(pid);
     return std::unexpected(SysError{E2BIG, "seccomp filter"});
   }
+  bool killable = plan->wait_killable_recv &&
+                  filter_flags_known(SECCOMP_FILTER_FLAG_NEW_LISTENER |
+                                     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
   PlanHeader header{static_cast<uint32_t>(plan->program.size()),
-                    plan->no_new_privs, plan->wait_killable_recv,
-                    plan->fail_open, plan->own_process_group};
-  memcpy(buffer.data(), &header, sizeof header);
-  memcpy(buffer.data() + sizeof header, plan->program.data(),
-         plan->program.size() * sizeof(sock_filter));
-  size_t size = sizeof header + plan->program.size() * sizeof(sock_filter);
-  if (send(ours.get(), buffer.data(), size, MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(size)) {
-    auto err = errno_error("sending the filter to the child");
-    kill_and_reap(pid);
-    return err;
+                    plan->no_new_privs, killable, plan->fail_open,
+                    plan->own_process_group};
+  memory->program = std::move(plan->program);
+  memory->context.program = memory->program.data();
+  if (send(memory->ours.get(), &header, sizeof header, MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(sizeof header)) {
+    return errno_error("sending the filter to the child");
   }
 
-  Result<ReportMessage> report = receive_report(ours.get(), &launched.listener);
+  Result<ReportMessage> report =
+      receive_report(memory->ours.get(), &launched.listener);
   bool unsupervised = report && report->kind == ChildReport::kRunUnsupervised;
   if (unsupervised) launched.install_error = report->value;
   if (!unsupervised && (!report || report->kind != ChildReport::kInstalled ||
                         !launched.listener.valid())) {
-    SysError err = !report ? report.error()
-                   : report->kind == ChildReport::kInstallFailed
-                       ? SysError{report->value, "installing the seccomp filter"}
-                       : SysError{EPROTO, "the child exited before installing "
-                                          "the seccomp filter"};
-    kill_and_reap(pid);
-    return std::unexpected(err);
+    return std::unexpected(
+        !report ? report.error()
+        : report->kind == ChildReport::kInstallFailed
+            ? SysError{report->value, "installing the seccomp filter"}
+            : SysError{EPROTO,
+                       "the child exited before installing the "
+                       "seccomp filter"});
   }
   launched.wait_killable_recv = !unsupervised && report->value != 0;
+  guard.release();
+  child_memory_keeper().keep(std::move(memory));
   return launched;
 }
 

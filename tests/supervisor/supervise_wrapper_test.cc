@@ -375,6 +375,98 @@ TEST_F(WrapperTest, NotExecutableIs126WithOneLineNamingIt) {
   EXPECT_FALSE(exists("ran"));
 }
 
+// The launcher searches PATH itself (its child cannot call execvp); it
+// must find what execvp finds and fail as execvp fails.
+class PathSearchTest : public WrapperTest {
+ protected:
+  void SetUp() override {
+    WrapperTest::SetUp();
+    for (const char* dir : {"denied", "found", "cwd"}) {
+      ASSERT_EQ(mkdir(path(dir).c_str(), 0755), 0) << strerror(errno);
+    }
+    write_file("denied/tool", "#!/bin/sh\necho denied\n", 0644);
+    write_file("found/tool", "#!/bin/sh\necho found \"$@\"\n", 0755);
+    write_file("a-file", "", 0644);
+    // No "#!": the kernel refuses it (ENOEXEC) and execvp runs /bin/sh.
+    write_file("found/script", "echo script \"$0\" \"$@\"\n", 0755);
+    write_file("cwd/tool", "#!/bin/sh\necho cwd\n", 0755);
+  }
+
+  void write_file(const std::string& name, const std::string& text,
+                  mode_t mode) {
+    std::ofstream(path(name)) << text;
+    chmod(path(name).c_str(), mode);
+  }
+
+  // Runs `command` under the supervisor with PATH set to `path_value`
+  // (unset if null), from the directory "cwd".
+  Outcome run_with_path(const char* path_value,
+                        const std::vector<std::string>& command) {
+    std::vector<std::string> env;
+    for (const std::string& entry : clean_env()) {
+      if (entry.rfind("PATH=", 0) != 0) env.push_back(entry);
+    }
+    if (path_value != nullptr) env.push_back(std::string("PATH=") + path_value);
+    // env -u: whatever the shell does with an unset PATH.
+    std::string script = "cd " + path("cwd") + " && exec /usr/bin/env " +
+                         (path_value == nullptr ? "-u PATH " : "") + "\"$@\"";
+    std::vector<std::string> argv = {"/bin/sh", "-c", script, "sh", kSupervise,
+                                     "--"};
+    argv.insert(argv.end(), command.begin(), command.end());
+    SpawnOptions options;
+    options.env = env;
+    return run(argv, options);
+  }
+};
+
+TEST_F(PathSearchTest, SkipsWhatIsDeniedOrNotADirectory) {
+  std::string search =
+      path("a-file") + ":" + path("missing") + ":" + path("denied") + ":" +
+      path("found");
+  Outcome o = run_with_path(search.c_str(), {"tool", "x"});
+  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.out, "found x\n") << o;
+}
+
+TEST_F(PathSearchTest, DeniedAndNothingElseIs126PermissionDenied) {
+  std::string search = path("denied") + ":" + path("missing");
+  Outcome o = run_with_path(search.c_str(), {"tool"});
+  EXPECT_EQ(o.code(), 126) << o;
+  EXPECT_EQ(o.err, "keepalive-supervise: tool: " +
+                       std::string(strerror(EACCES)) + "\n")
+      << o;
+}
+
+TEST_F(PathSearchTest, EmptyElementIsTheCurrentDirectory) {
+  std::string search = path("missing") + "::" + path("found");
+  Outcome o = run_with_path(search.c_str(), {"tool"});
+  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.out, "cwd\n") << o;
+}
+
+TEST_F(PathSearchTest, ScriptWithoutInterpreterLineRunsWithBinSh) {
+  Outcome o = run_with_path(path("found").c_str(), {"script", "a", "b"});
+  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.out, "script " + path("found/script") + " a b\n") << o;
+  o = run_with_path(nullptr, {path("found/script")});
+  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.out, "script " + path("found/script") + "\n") << o;
+}
+
+TEST_F(PathSearchTest, UnsetPathMeansBinAndUsrBin) {
+  Outcome o = run_with_path(nullptr, {"sh", "-c", "echo ok"});
+  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.out, "ok\n") << o;
+  o = run_with_path(nullptr, {"tool"});
+  EXPECT_EQ(o.code(), 127) << o;
+}
+
+TEST_F(PathSearchTest, NameTooLongIs126) {
+  Outcome o = run_with_path(path("found").c_str(), {std::string(300, 'x')});
+  EXPECT_EQ(o.code(), 126) << o;
+  EXPECT_TRUE(contains(o.err, strerror(ENAMETOOLONG))) << o;
+}
+
 // ---------------------------------------------------------------------------
 // Bad usage: exit 2, one line, and the target never starts.
 

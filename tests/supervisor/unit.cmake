@@ -4,6 +4,7 @@
 # OptionRing on real sockets against apply_to.
 add_executable(supervisor_unit_test
   cli_test.cc
+  command_path_test.cc
   strategy_test.cc
   filter_test.cc
   task_cache_test.cc
