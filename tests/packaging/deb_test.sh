@@ -48,7 +48,8 @@ depends=$(field Depends)
 for dep in libc6 libseccomp2; do
   grep -q "\b$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
 done
-# Boost and the C++ runtime are linked into keepalive-supervise (start-up).
+# The C++ runtime is linked into keepalive-supervise (start-up); Boost is
+# used for its headers only.
 for dep in libboost libstdc++; do
   grep -q "\b$dep" <<<"$depends" && fail "Depends has $dep: $depends"
 done
