@@ -1,5 +1,6 @@
-// build_filter: a program for every mode and strategy, and, installed in a
-// real child, exactly the calls it should trap leave the kernel.
+// build_filter: a program for every mode and strategy, the one libseccomp
+// compiles for it, and, installed in a real child, exactly the calls it
+// should trap leave the kernel.
 #include "supervisor/filter.h"
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 
 #include "common/syscalls.h"
 #include "common/unique_fd.h"
+#include "supervisor/filter_rules.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
@@ -60,6 +62,34 @@ TEST_P(BuildFilterTest, ProducesAProgramTheKernelCanTake) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, BuildFilterTest, kAllSpecs, spec_name);
+
+// The programs compiled in at build time are libseccomp's for each spec,
+// found under the right number.
+TEST(CompiledFilterTest, EverySpecHasLibseccompsProgram) {
+  for (size_t i = 0; i < kFilterSpecCount; ++i) {
+    FilterSpec spec = filter_spec_at(i);
+    SCOPED_TRACE(std::string(mode_name(spec.mode)) + " " +
+                 strategy_name(spec.strategy) +
+                 (spec.deny_io_uring ? " deny_io_uring" : "") +
+                 (spec.watch_exec ? " watch_exec" : ""));
+    EXPECT_EQ(filter_spec_index(spec), i);
+    Result<std::vector<sock_filter>> compiled = compile_filter(spec);
+    Result<std::vector<sock_filter>> built = build_filter(spec);
+    ASSERT_TRUE(compiled) << compiled.error().message();
+    ASSERT_TRUE(built) << built.error().message();
+    ASSERT_EQ(built->size(), compiled->size());
+    for (size_t n = 0; n < built->size(); ++n) {
+      EXPECT_EQ((*built)[n].code, (*compiled)[n].code) << n;
+      EXPECT_EQ((*built)[n].jt, (*compiled)[n].jt) << n;
+      EXPECT_EQ((*built)[n].jf, (*compiled)[n].jf) << n;
+      EXPECT_EQ((*built)[n].k, (*compiled)[n].k) << n;
+    }
+  }
+}
+
+TEST(CompiledFilterTest, AutoIsNotAFilter) {
+  EXPECT_FALSE(build_filter({Mode::kSocket, Strategy::kAuto, false, false}));
+}
 
 // The calls a child makes under the filter, one at a time.
 enum class Call {

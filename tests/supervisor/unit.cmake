@@ -1,7 +1,8 @@
 # Unit tests of the supervisor's pure parts (command line, strategy choice,
-# filter construction), plus one test that installs a filter from
-# build_filter in a forked child and checks which calls it traps, and
-# OptionRing on real sockets against apply_to.
+# filter construction, the programs compiled in against libseccomp), plus
+# one test that installs a filter from build_filter in a forked child and
+# checks which calls it traps, and OptionRing on real sockets against
+# apply_to.
 add_executable(supervisor_unit_test
   cli_test.cc
   command_path_test.cc
@@ -11,7 +12,7 @@ add_executable(supervisor_unit_test
   option_ring_test.cc
 )
 target_link_libraries(supervisor_unit_test PRIVATE
-  keepalive_supervisor_dynamic GTest::gtest_main)
+  keepalive_supervisor_dynamic keepalive_filter_rules GTest::gtest_main)
 target_compile_definitions(supervisor_unit_test PRIVATE
   KEEPALIVE_TEST_VERSION="${PROJECT_VERSION}")
 target_compile_options(supervisor_unit_test PRIVATE ${KEEPALIVE_SANITIZE_FLAGS})
