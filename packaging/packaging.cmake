@@ -101,9 +101,9 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_RELEASE 1)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# libc6 and libseccomp2 (Boost and the C++ runtime are linked in), with
-# their versions, from what the binaries actually link (dpkg-shlibdeps,
-# from dpkg-dev).
+# libc6 (the C++ runtime and libseccomp are linked in, Boost is headers
+# only), with its version, from what the binaries actually link
+# (dpkg-shlibdeps, from dpkg-dev).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # Debian's libkeepalive0 ships /usr/lib/libkeepalive.so (soname
 # libkeepalive.so.0), which hooks socket() only. With both installed,

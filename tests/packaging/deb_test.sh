@@ -45,12 +45,12 @@ note "package: $deb"
 field() { dpkg-deb -f "$deb" "$1"; }
 [[ $(field Package) == keepalive ]] || fail "Package: $(field Package)"
 depends=$(field Depends)
-for dep in libc6 libseccomp2; do
+for dep in libc6; do
   grep -q "\b$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
 done
-# The C++ runtime is linked into keepalive-supervise (start-up); Boost is
-# used for its headers only.
-for dep in libboost libstdc++; do
+# The C++ runtime and libseccomp are linked into keepalive-supervise
+# (start-up); Boost is used for its headers only.
+for dep in libboost libstdc++ libseccomp; do
   grep -q "\b$dep" <<<"$depends" && fail "Depends has $dep: $depends"
 done
 [[ $(field Conflicts) == libkeepalive0 ]] || fail "Conflicts: $(field Conflicts)"
