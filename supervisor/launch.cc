@@ -94,6 +94,7 @@ struct ChildMemory {
   void* stack = MAP_FAILED;  // kChildStackSize, above a guard page
   size_t page_size = 0;
   UniqueFd ours;  // our end of the socketpair: hangs up when the child is done
+  std::unique_ptr<ChildMemory> next;  // in ChildMemoryKeeper's list
 };
 
 // A child runs on its ChildMemory until it execs or exits, which can be long
@@ -103,18 +104,25 @@ struct ChildMemory {
 // close-on-exec, so that happens when it has exec'd or exited.
 class ChildMemoryKeeper {
  public:
-  void keep(std::unique_ptr<ChildMemory> memory) {
+  // Takes `memory` and frees what earlier children are done with. Allocates
+  // nothing, so that it cannot fail after the child is running.
+  void keep(std::unique_ptr<ChildMemory> memory) noexcept {
     std::lock_guard lock(mutex_);
-    std::erase_if(kept_, [](const std::unique_ptr<ChildMemory>& kept) {
-      pollfd p{kept->ours.get(), POLLIN, 0};
-      return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
-    });
-    kept_.push_back(std::move(memory));
+    for (std::unique_ptr<ChildMemory>* link = &kept_; *link != nullptr;) {
+      pollfd p{(*link)->ours.get(), POLLIN, 0};
+      if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0) {
+        *link = std::move((*link)->next);
+      } else {
+        link = &(*link)->next;
+      }
+    }
+    memory->next = std::move(kept_);
+    kept_ = std::move(memory);
   }
 
  private:
   std::mutex mutex_;
-  std::vector<std::unique_ptr<ChildMemory>> kept_;
+  std::unique_ptr<ChildMemory> kept_;  // a list, through ChildMemory::next
 };
 
 ChildMemoryKeeper& child_memory_keeper() {

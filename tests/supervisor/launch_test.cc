@@ -1,0 +1,92 @@
+// launch(): the child runs the command under the filter, a failed plan
+// leaves no child behind, and the memory children run on is given back
+// once they are done with it.
+#include "supervisor/launch.h"
+
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "supervisor/filter.h"
+
+namespace keepalive {
+namespace {
+
+// A plan whose filter traps nothing these commands do (listen only), with
+// no_new_privs, so that no exec is trapped and nobody needs to answer.
+PlanChooser quiet_plan() {
+  return [](bool, int) -> Result<FilterPlan> {
+    auto program = build_filter({Mode::kListen, Strategy::kContinue});
+    if (!program) return std::unexpected(program.error());
+    FilterPlan plan;
+    plan.program = std::move(*program);
+    return plan;
+  };
+}
+
+sigset_t current_mask() {
+  sigset_t mask;
+  sigprocmask(SIG_SETMASK, nullptr, &mask);
+  return mask;
+}
+
+int wait_exit_code(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+size_t mapping_count() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  size_t count = 0;
+  while (std::getline(maps, line)) ++count;
+  return count;
+}
+
+TEST(LaunchTest, RunsTheCommandUnderTheFilter) {
+  Result<Launched> launched = launch(
+      {"/bin/sh", "-c", "grep -q '^Seccomp:.*2' /proc/self/status && exit 7"},
+      quiet_plan(), current_mask());
+  ASSERT_TRUE(launched) << launched.error().message();
+  EXPECT_TRUE(launched->listener.valid());
+  EXPECT_TRUE(launched->pidfd.valid());
+  EXPECT_EQ(wait_exit_code(launched->pid), 7);
+}
+
+TEST(LaunchTest, AFailedPlanLeavesNoChild) {
+  PlanChooser refuse = [](bool, int) -> Result<FilterPlan> {
+    return std::unexpected(SysError{EPERM, "no plan"});
+  };
+  Result<Launched> launched = launch({"/bin/true"}, refuse, current_mask());
+  ASSERT_FALSE(launched);
+  EXPECT_EQ(launched.error().err, EPERM);
+  EXPECT_EQ(launched.error().context, "no plan");
+  // The child was killed and reaped.
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(LaunchTest, MemoryOfFinishedChildrenIsGivenBack) {
+  // Each child runs on a stack and strings of ours until its exec; they
+  // are freed once it is done, so many launches do not pile them up.
+  auto launch_and_wait = [] {
+    Result<Launched> launched =
+        launch({"/bin/true"}, quiet_plan(), current_mask());
+    ASSERT_TRUE(launched) << launched.error().message();
+    EXPECT_EQ(wait_exit_code(launched->pid), 0);
+  };
+  launch_and_wait();
+  size_t before = mapping_count();
+  for (int i = 0; i < 50; ++i) launch_and_wait();
+  EXPECT_LE(mapping_count(), before + 4);
+}
+
+}  // namespace
+}  // namespace keepalive
