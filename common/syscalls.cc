@@ -1,5 +1,6 @@
 #include "common/syscalls.h"
 
+#include <errno.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,7 +64,7 @@ int io_uring_register(int fd, unsigned opcode, void* arg, unsigned nr_args) {
 namespace raw {
 
 long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
-#if defined(__x86_64__)
+#if KEEPALIVE_DIRECT_SYSCALLS && defined(__x86_64__)
   register long r10 __asm__("r10") = a4;
   register long r8 __asm__("r8") = a5;
   register long r9 __asm__("r9") = a6;
@@ -74,7 +75,7 @@ long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
                      "r"(r9)
                    : "rcx", "r11", "memory");
   return result;
-#elif defined(__aarch64__)
+#elif KEEPALIVE_DIRECT_SYSCALLS && defined(__aarch64__)
   register long x8 __asm__("x8") = nr;
   register long x0 __asm__("x0") = a1;
   register long x1 __asm__("x1") = a2;
@@ -88,7 +89,8 @@ long syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
                    : "memory");
   return x0;
 #else
-#error "sys::raw::syscall6 is written for x86-64 and aarch64 only"
+  long result = syscall(nr, a1, a2, a3, a4, a5, a6);
+  return result < 0 ? -errno : result;
 #endif
 }
 

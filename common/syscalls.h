@@ -92,10 +92,23 @@ int io_uring_enter(int fd, unsigned to_submit, unsigned min_complete,
 // io_uring_register(fd, opcode, arg, nr_args).
 int io_uring_register(int fd, unsigned opcode, void* arg, unsigned nr_args);
 
+// Whether sys::raw calls go straight to the kernel here (x86-64 and
+// aarch64; -DKEEPALIVE_DIRECT_SYSCALLS=0 turns it off, to test the other
+// way). Elsewhere they go through libc's syscall(), and so touch errno: fit
+// only for a child with memory of its own.
+#ifndef KEEPALIVE_DIRECT_SYSCALLS
+#if defined(__x86_64__) || defined(__aarch64__)
+#define KEEPALIVE_DIRECT_SYSCALLS 1
+#else
+#define KEEPALIVE_DIRECT_SYSCALLS 0
+#endif
+#endif
+
 // System calls for a child made with clone(CLONE_VM), which runs on its
 // parent's memory and thread pointer: errno there is the parent's, and so
 // is every lock and buffer of libc's. These go straight to the kernel
-// (no libc, no PLT, no errno) and return its result: -errno on failure.
+// (no libc, no PLT, no errno; see KEEPALIVE_DIRECT_SYSCALLS) and return its
+// result: -errno on failure.
 namespace raw {
 
 // The system call `nr` with up to six arguments.

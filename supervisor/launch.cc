@@ -14,6 +14,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 
@@ -38,6 +39,13 @@ struct PlanHeader {
   uint32_t own_process_group;
 };
 
+// The plan as the child receives it: the header, then `count`
+// instructions, in one message.
+struct PlanMessage {
+  PlanHeader header;
+  sock_filter program[kMaxInstructions];
+};
+
 enum class ChildReport : int32_t {
   kInstalled = 1,
   kInstallFailed,    // the child exits
@@ -53,9 +61,7 @@ struct ReportMessage {
 // our memory (clone with CLONE_VM: no page tables to copy, no copy-on-write
 // faults on either side), so it must allocate nothing, touch no errno, lock,
 // buffer or lazily bound symbol of libc's, and write nothing but its own
-// stack and script_argv[1]. Nothing here changes after the clone, except
-// `program`, which is set before the plan's header is sent and read by the
-// child only after the header has arrived.
+// stack, `plan` and script_argv[1]. Nothing here changes after the clone.
 struct ChildContext {
   int sock = -1;         // the child's end of the socketpair
   int parent_sock = -1;  // ours: the child closes its copy
@@ -71,7 +77,7 @@ struct ChildContext {
   char** script_argv = nullptr;
   // strerrordesc_np, bound in the parent: no PLT lazy binding in the child.
   const char* (*describe)(int) = nullptr;
-  const sock_filter* program = nullptr;
+  PlanMessage* plan = nullptr;  // where the child receives the plan
 };
 
 // Owns what a ChildContext points to, and the child's stack.
@@ -90,7 +96,8 @@ struct ChildMemory {
   CommandPath path;
   std::vector<const char*> candidates;
   std::vector<char*> script_argv;
-  std::vector<sock_filter> program;
+  // Left uninitialised: only what the plan fills is ever touched.
+  std::unique_ptr<PlanMessage> plan{new PlanMessage};
   void* stack = MAP_FAILED;  // kChildStackSize, above a guard page
   size_t page_size = 0;
   UniqueFd ours;  // our end of the socketpair: hangs up when the child is done
@@ -211,16 +218,19 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
   // Every signal stays blocked (as clone left it) until just before exec, so
   // that nothing of the supervisor's runs here. Dispositions are left as
   // inherited: exec resets handled ones, and ignored ones pass through.
-  PlanHeader header;
   long n;
   do {
-    n = sys::raw::recv(ctx.sock, &header, sizeof header);
+    n = sys::raw::recv(ctx.sock, ctx.plan, sizeof *ctx.plan);
   } while (n == -EINTR);
   // Short: the parent is gone (EOF) or broke the protocol.
-  if (n != static_cast<long>(sizeof header)) sys::raw::exit_group(125);
-  if (header.count > kMaxInstructions) sys::raw::exit_group(125);
-  sock_fprog prog{static_cast<unsigned short>(header.count),
-                  const_cast<sock_filter*>(ctx.program)};
+  if (n < static_cast<long>(sizeof(PlanHeader))) sys::raw::exit_group(125);
+  const PlanHeader& header = ctx.plan->header;
+  if (header.count > kMaxInstructions ||
+      static_cast<size_t>(n) !=
+          sizeof(PlanHeader) + header.count * sizeof(sock_filter)) {
+    sys::raw::exit_group(125);
+  }
+  sock_fprog prog{static_cast<unsigned short>(header.count), ctx.plan->program};
 
   if (header.own_process_group) {
     // Its own group, so that signals can go to all of it; in the terminal's
@@ -332,6 +342,7 @@ Result<std::unique_ptr<ChildMemory>> prepare_child(
   ctx.lookup_error = memory->path.error;
   ctx.script_argv = memory->script_argv.data();
   ctx.describe = strerrordesc_np;
+  ctx.plan = memory->plan.get();
   return memory;
 }
 
@@ -418,12 +429,19 @@ Result<Launched> launch(const std::vector<std::string>& command,
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, &old);
+#if KEEPALIVE_DIRECT_SYSCALLS
   // Not CLONE_VFORK: we must go on, to send the plan and to answer the
   // child's execve if the filter traps it.
   char* stack_top =
       static_cast<char*>(memory->stack) + memory->page_size + kChildStackSize;
   pid_t pid =
       clone(child_main, stack_top, CLONE_VM | SIGCHLD, &memory->context);
+#else
+  // The child's system calls would set our errno: it gets a copy of our
+  // memory instead.
+  pid_t pid = fork();
+  if (pid == 0) child_main(&memory->context);
+#endif
   int clone_errno = errno;
   sigprocmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) {
@@ -456,10 +474,15 @@ Result<Launched> launch(const std::vector<std::string>& command,
   PlanHeader header{static_cast<uint32_t>(plan->program.size()),
                     plan->no_new_privs, killable, plan->fail_open,
                     plan->own_process_group};
-  memory->program = std::move(plan->program);
-  memory->context.program = memory->program.data();
-  if (send(memory->ours.get(), &header, sizeof header, MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(sizeof header)) {
+  // Written where the child receives it: the bytes it receives are these
+  // (with fork, where it has a copy of our memory, only the message brings
+  // them).
+  PlanMessage& message = *memory->plan;
+  message.header = header;
+  std::copy(plan->program.begin(), plan->program.end(), message.program);
+  size_t size = sizeof header + plan->program.size() * sizeof(sock_filter);
+  if (send(memory->ours.get(), &message, size, MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(size)) {
     return errno_error("sending the filter to the child");
   }
 
