@@ -218,6 +218,9 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
 }
 
 void NotificationHandler::forget_caller(const seccomp_notif& req) {
+  // Nothing known, nothing to forget: the command's own first exec reads
+  // nothing from /proc.
+  if (tasks_.size() == 0) return;
   pid_t tid = static_cast<pid_t>(req.pid);
   if (req.data.nr != SYS_execve && req.data.nr != SYS_execveat) {
     tasks_.forget(tid);
