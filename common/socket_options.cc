@@ -38,6 +38,10 @@ SocketKind classify_socket(int fd) {
       get_int_option(fd, SOL_SOCKET, SO_PROTOCOL, &protocol) != 0) {
     return SocketKind::kError;
   }
+  return socket_kind_of(domain, type, protocol);
+}
+
+SocketKind socket_kind_of(int domain, int type, int protocol) {
   bool inet = domain == AF_INET || domain == AF_INET6;
   bool tcp = protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP;
   return inet && type == SOCK_STREAM && tcp ? SocketKind::kTcp

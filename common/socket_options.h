@@ -15,6 +15,8 @@ enum class SocketKind { kTcp, kNotTcp, kError };
 // kTcp only for AF_INET/AF_INET6 + SOCK_STREAM + IPPROTO_TCP or IPPROTO_MPTCP;
 // kError (errno set) if the fd cannot be queried, e.g. it is not a socket.
 SocketKind classify_socket(int fd);
+// The same verdict from the socket's SO_DOMAIN, SO_TYPE and SO_PROTOCOL.
+SocketKind socket_kind_of(int domain, int type, int protocol);
 
 enum class OptionState : unsigned char { kSkipped, kApplied, kFailed };
 

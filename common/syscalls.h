@@ -58,11 +58,13 @@ struct sock_fprog;
 
 namespace keepalive::sys {
 
-// IORING_OP_URING_CMD on a socket (Linux 6.7+): setsockopt. Newer headers
-// define it as an enumerator (enum io_uring_socket_op), which a macro of
-// the same name would break, hence a constant of our own.
+// IORING_OP_URING_CMD on a socket (Linux 6.7+): getsockopt (SOL_SOCKET
+// only; the completion carries the option's length) and setsockopt. Newer
+// headers define them as enumerators (enum io_uring_socket_op), which
+// macros of the same names would break, hence constants of our own.
+inline constexpr uint32_t kSocketUringOpGetsockopt = 2;
 inline constexpr uint32_t kSocketUringOpSetsockopt = 3;
-// Where Linux 6.7+ reads that command's arguments in the 64-byte SQE, under
+// Where Linux 6.7+ reads those commands' arguments in the 64-byte SQE, under
 // field names Linux 6.1's header lacks: level and optname share `addr`
 // (level first), optlen overlays `splice_fd_in`, optval is `addr3`.
 inline constexpr size_t kSqeLevelOffset = 16;

@@ -204,7 +204,7 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
     if (!still_valid(req.id)) return;
     if (opened.of_task) tasks_.insert(tid, std::move(opened.fd));
   }
-  if (classify_socket(copy.get()) == SocketKind::kTcp) {
+  if (options_ring_.classify(copy.get()) == SocketKind::kTcp) {
     ApplyReport report = options_ring_.apply(copy.get(), options_.settings, mode);
     ++stats_.applied;
     if (options_.verbose) {

@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <climits>
+#include <iterator>
 #include <atomic>
 #include <bit>
 
@@ -195,22 +197,63 @@ bool OptionRing::self_test() {
 
 void OptionRing::prepare_sqe(unsigned index, int fd, Option option,
                              const int* value) {
+  const OptionInfo& info = option_info(option);
+  prepare_socket_cmd(index, fd, sys::kSocketUringOpSetsockopt, info.level,
+                     info.optname, value, static_cast<uint64_t>(option));
+}
+
+void OptionRing::prepare_socket_cmd(unsigned index, int fd, uint32_t op,
+                                    int level, int optname, const int* value,
+                                    uint64_t tag) {
   unsigned tail =
       std::atomic_ref<unsigned>(*sq_tail_).load(std::memory_order_relaxed);
   io_uring_sqe* sqe = &sqes_[(tail + index) & sq_mask_];
-  const OptionInfo& info = option_info(option);
   memset(sqe, 0, sizeof *sqe);
   sqe->opcode = IORING_OP_URING_CMD;
   sqe->fd = fd;
-  sqe->cmd_op = sys::kSocketUringOpSetsockopt;
-  store_u32(sqe, sys::kSqeLevelOffset, static_cast<uint32_t>(info.level));
-  store_u32(sqe, sys::kSqeOptnameOffset, static_cast<uint32_t>(info.optname));
+  sqe->cmd_op = op;
+  store_u32(sqe, sys::kSqeLevelOffset, static_cast<uint32_t>(level));
+  store_u32(sqe, sys::kSqeOptnameOffset, static_cast<uint32_t>(optname));
   store_u32(sqe, sys::kSqeOptlenOffset, sizeof *value);
   sqe->addr3 = reinterpret_cast<uintptr_t>(value);
-  sqe->user_data = static_cast<uint64_t>(option);
+  sqe->user_data = tag;
 }
 
 bool OptionRing::submit(unsigned count, ApplyReport& report) {
+  // INT_MIN: no completion for that option (it was not in the batch).
+  int results[kOptionCount];
+  std::fill(std::begin(results), std::end(results), INT_MIN);
+  if (!submit_and_reap(count, results, kOptionCount)) return false;
+  for (int i = 0; i < kOptionCount; ++i) {
+    if (results[i] == INT_MIN) continue;
+    OptionOutcome& outcome = report.outcomes[i];
+    outcome.state =
+        results[i] >= 0 ? OptionState::kApplied : OptionState::kFailed;
+    outcome.error = results[i] >= 0 ? 0 : -results[i];
+  }
+  return true;
+}
+
+SocketKind OptionRing::classify(int fd) {
+  if (prepare() != Path::kIoUring) return classify_socket(fd);
+  constexpr int kNames[] = {SO_DOMAIN, SO_TYPE, SO_PROTOCOL};
+  for (unsigned i = 0; i < 3; ++i) {
+    values_[i] = 0;
+    prepare_socket_cmd(i, fd, sys::kSocketUringOpGetsockopt, SOL_SOCKET,
+                       kNames[i], &values_[i], i);
+  }
+  int results[3] = {-1, -1, -1};
+  if (!submit_and_reap(3, results, 3)) return classify_socket(fd);
+  // The completion is the option's length. Anything else (not a socket,
+  // or a kernel whose socket commands refuse this protocol) gets
+  // getsockopt's own answer.
+  for (int result : results) {
+    if (result != static_cast<int>(sizeof(int))) return classify_socket(fd);
+  }
+  return socket_kind_of(values_[0], values_[1], values_[2]);
+}
+
+bool OptionRing::submit_and_reap(unsigned count, int* results, size_t slots) {
   std::atomic_ref<unsigned> sq_tail(*sq_tail_);
   sq_tail.store(sq_tail.load(std::memory_order_relaxed) + count,
                 std::memory_order_release);
@@ -237,11 +280,7 @@ bool OptionRing::submit(unsigned count, ApplyReport& report) {
     unsigned tail = cq_tail.load(std::memory_order_acquire);
     for (; head != tail && reaped < count; ++head, ++reaped) {
       const io_uring_cqe& cqe = cqes_[head & cq_mask_];
-      if (cqe.user_data >= static_cast<uint64_t>(kOptionCount)) continue;
-      OptionOutcome& outcome = report.outcomes[cqe.user_data];
-      outcome.state =
-          cqe.res >= 0 ? OptionState::kApplied : OptionState::kFailed;
-      outcome.error = cqe.res >= 0 ? 0 : -cqe.res;
+      if (cqe.user_data < slots) results[cqe.user_data] = cqe.res;
     }
     cq_head.store(head, std::memory_order_release);
     if (reaped == count) break;

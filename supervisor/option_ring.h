@@ -55,6 +55,11 @@ class OptionRing {
   // errno for each option that fails. Sets the ring up on the first call.
   ApplyReport apply(int fd, const Settings& settings, Mode mode);
 
+  // What classify_socket(fd) says, from one io_uring_enter carrying its
+  // three getsockopt calls (SO_DOMAIN, SO_TYPE, SO_PROTOCOL). Any failure
+  // is left to classify_socket itself, so the answer is always its answer.
+  SocketKind classify(int fd);
+
   // Sets the ring up now if that has not been tried yet (to keep the set-up
   // off a latency-sensitive first call, or to log the path early) and
   // returns the path apply() takes from now on.
@@ -83,8 +88,16 @@ class OptionRing {
   // Fills SQE number `index` of the next batch with setsockopt(fd, option,
   // *value).
   void prepare_sqe(unsigned index, int fd, Option option, const int* value);
-  // Submits `count` prepared SQEs with one io_uring_enter and records their
-  // completions in `report`; false (having fallen back) if the ring failed.
+  // Fills SQE number `index` with the socket command `op` (getsockopt or
+  // setsockopt) for `level`/`optname` on *value, tagged `tag`.
+  void prepare_socket_cmd(unsigned index, int fd, uint32_t op, int level,
+                          int optname, const int* value, uint64_t tag);
+  // Submits `count` prepared SQEs with one io_uring_enter and stores each
+  // completion's result in results[tag] (tags below `slots`); false (having
+  // fallen back) if the ring failed.
+  bool submit_and_reap(unsigned count, int* results, size_t slots);
+  // submit_and_reap for setsockopt SQEs tagged with their Option: records
+  // the completions in `report`.
   bool submit(unsigned count, ApplyReport& report);
   ApplyReport apply_by_ring(int fd, const Settings& settings, Mode mode);
   // After a batch whose TCP_USER_TIMEOUT was derived up front: if a

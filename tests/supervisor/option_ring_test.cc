@@ -468,6 +468,41 @@ TEST_P(OptionRingTest, RingFdIsCloseOnExecAndRingsAreSmall) {
   EXPECT_LE(mapped, 2u * static_cast<size_t>(sysconf(_SC_PAGESIZE)));
 }
 
+TEST_P(OptionRingTest, ClassifiesLikeClassifySocket) {
+  for (const FdKind& kind : kKinds) {
+    TestFd t = Make(kind);
+    if (t.error != 0) {
+      printf("not tried, the kernel refused the socket: %s\n", kind.name);
+      continue;
+    }
+    SocketKind expected = classify_socket(t.number);
+    EXPECT_EQ(ring_.classify(t.number), expected) << kind.name;
+  }
+  EXPECT_EQ(ring_.path(), GetParam()) << ring_.fallback_reason();
+}
+
+TEST_P(OptionRingTest, ClassifiesWithoutGetsockoptOnTheRingPath) {
+  // Under a filter that refuses getsockopt only the ring can tell a TCP
+  // socket; the fallback path then reports an error, as classify_socket
+  // does.
+  OptionRing::Path path = GetParam();
+  EXPECT_EXIT(
+      {
+        OptionRing ring;
+        if (path == OptionRing::Path::kSetsockopt) ring.force_fallback();
+        ring.prepare();
+        DenySyscall(SCMP_SYS(getsockopt), EPERM);
+        TestFd tcp = Make(kTcp4);
+        TestFd udp = Make(FdKind{"udp4", AF_INET, SOCK_DGRAM, 0});
+        bool ok = path == OptionRing::Path::kIoUring
+                      ? ring.classify(tcp.number) == SocketKind::kTcp &&
+                            ring.classify(udp.number) == SocketKind::kNotTcp
+                      : ring.classify(tcp.number) == SocketKind::kError;
+        _exit(ok ? 0 : 1);
+      },
+      testing::ExitedWithCode(0), "");
+}
+
 TEST_P(OptionRingTest, SetsNoOptionWithSetsockoptOnTheRingPath) {
   // Under a filter that refuses setsockopt, only the ring can set options:
   // proof that it does not quietly use setsockopt.
