@@ -46,6 +46,11 @@ int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes) {
       syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, sizes));
 }
 
+int capget(struct __user_cap_header_struct* header,
+           struct __user_cap_data_struct* data) {
+  return static_cast<int>(syscall(SYS_capget, header, data));
+}
+
 int io_uring_setup(unsigned entries, struct io_uring_params* params) {
   return static_cast<int>(syscall(SYS_io_uring_setup, entries, params));
 }

@@ -55,6 +55,8 @@ struct seccomp_notif_addfd {
 #endif
 
 struct sock_fprog;
+struct __user_cap_header_struct;
+struct __user_cap_data_struct;
 
 namespace keepalive::sys {
 
@@ -86,6 +88,9 @@ int connect(int fd, const struct sockaddr* addr, socklen_t len);
 int listen(int fd, int backlog);
 // seccomp(SECCOMP_GET_NOTIF_SIZES, 0, sizes).
 int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes);
+// capget(header, data): the calling thread's capability sets.
+int capget(struct __user_cap_header_struct* header,
+           struct __user_cap_data_struct* data);
 // io_uring_setup(entries, params): the ring's fd (always close-on-exec).
 int io_uring_setup(unsigned entries, struct io_uring_params* params);
 // io_uring_enter(fd, to_submit, min_complete, flags, NULL, 0).

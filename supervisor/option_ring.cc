@@ -9,12 +9,13 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <climits>
-#include <iterator>
 #include <atomic>
 #include <bit>
+#include <climits>
+#include <iterator>
 
 #include "common/syscalls.h"
+#include "supervisor/error.h"
 
 namespace keepalive {
 namespace {
@@ -378,12 +379,7 @@ bool OptionRing::fall_back(int err, const char* what, const char* hint) {
   release();
   path_ = Path::kSetsockopt;
   fallback_errno_ = err;
-  fallback_reason_ = what;
-  if (err != 0) {
-    char buf[128];
-    fallback_reason_ += ": ";
-    fallback_reason_ += strerror_r(err, buf, sizeof buf);
-  }
+  fallback_reason_ = err != 0 ? SysError{err, what}.message() : what;
   if (hint != nullptr) {
     fallback_reason_ += " (";
     fallback_reason_ += hint;

@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,7 +29,7 @@ namespace {
 bool has_cap_sys_admin() {
   __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
   __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-  if (syscall(SYS_capget, &header, data) != 0) return false;
+  if (sys::capget(&header, data) != 0) return false;
   return (data[CAP_TO_INDEX(CAP_SYS_ADMIN)].effective &
           CAP_TO_MASK(CAP_SYS_ADMIN)) != 0;
 }
