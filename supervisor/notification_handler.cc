@@ -315,23 +315,16 @@ void NotificationHandler::note_options_path() {
 }
 
 void NotificationHandler::log_failures(const ApplyReport& report) {
-  if (!report.any_failed()) return;
-  // Once per option and errno: a program whose sockets all refuse an
-  // option (MPTCP refuses TCP_USER_TIMEOUT) would otherwise log a line per
-  // socket.
-  for (int i = 0; i < kOptionCount; ++i) {
-    const OptionOutcome& outcome = report.outcomes[i];
-    if (outcome.state != OptionState::kFailed) continue;
-    ApplyReport one;
-    one.outcomes[i] = outcome;
-    for_each_failure(
-        one,
-        [](const char* line, void* self) {
-          static_cast<NotificationHandler*>(self)->warn_once(
-              line, std::string(line) + " (not repeated)");
-        },
-        this);
-  }
+  // Once per line, that is per option, value and errno: a program whose
+  // sockets all refuse an option (MPTCP refuses TCP_USER_TIMEOUT) would
+  // otherwise log a line per socket.
+  for_each_failure(
+      report,
+      [](const char* line, void* self) {
+        static_cast<NotificationHandler*>(self)->warn_once(
+            line, std::string(line) + " (not repeated)");
+      },
+      this);
 }
 
 void NotificationHandler::warn_once(const std::string& key,
