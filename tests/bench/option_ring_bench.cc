@@ -25,6 +25,7 @@
 #include "common/settings.h"
 #include "common/socket_options.h"
 #include "supervisor/option_ring.h"
+#include "tests/common/every_option.h"
 
 namespace {
 
@@ -128,16 +129,7 @@ int main(int argc, char** argv) {
          sockets);
   bench("defaults, connect mode (5 options)", ring, Settings(), Mode::kConnect,
         sockets, rounds);
-  Settings all = Settings()
-                     .with_value(Option::kKeepIdle, 40)
-                     .with_value(Option::kKeepCnt, 4)
-                     .with_value(Option::kKeepIntvl, 7)
-                     .with_value(Option::kUserTimeout, 2000)
-                     .with_value(Option::kSynCnt, 3)
-                     .with_value(Option::kDeferAccept, 10)
-                     .with_value(Option::kMaxSeg, 1400)
-                     .with_value(Option::kWindowClamp, 9999);
-  bench("every option, socket mode (9 options)", ring, all, Mode::kSocket,
-        sockets, rounds);
+  bench("every option, socket mode (9 options)", ring,
+        keepalive::every_option_set(), Mode::kSocket, sockets, rounds);
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "tests/common/every_option.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
@@ -66,18 +67,6 @@ void Connect(int fd, const sockaddr_in& addr) {
 // The kernel's value for `option` on a socket nobody has touched.
 int SystemDefault(Option option) {
   return ReadOption(TcpSocket().get(), option);
-}
-
-Settings AllOptions() {
-  return Settings()
-      .with_value(Option::kKeepIdle, 40)
-      .with_value(Option::kKeepCnt, 4)
-      .with_value(Option::kKeepIntvl, 7)
-      .with_value(Option::kUserTimeout, 2000)
-      .with_value(Option::kSynCnt, 3)
-      .with_value(Option::kDeferAccept, 10)
-      .with_value(Option::kMaxSeg, 1400)
-      .with_value(Option::kWindowClamp, 9999);
 }
 
 TEST(ClassifySocketTest, TcpOverIpv4AndIpv6IsTcp) {
@@ -149,7 +138,7 @@ TEST(ApplyToTest, DefaultsInConnectMode) {
 
 TEST(ApplyToTest, ConnectModeSetsSynCntButNotDeferAccept) {
   UniqueFd fd = TcpSocket();
-  ApplyReport report = apply_to(fd.get(), AllOptions(), Mode::kConnect);
+  ApplyReport report = apply_to(fd.get(), every_option_set(), Mode::kConnect);
   EXPECT_FALSE(report.any_failed());
   EXPECT_EQ(ReadOption(fd.get(), Option::kKeepIdle), 40);
   EXPECT_EQ(ReadOption(fd.get(), Option::kKeepCnt), 4);
@@ -164,7 +153,7 @@ TEST(ApplyToTest, ConnectModeSetsSynCntButNotDeferAccept) {
 
 TEST(ApplyToTest, ListenModeSetsDeferAcceptButNotSynCnt) {
   UniqueFd fd = TcpSocket();
-  ApplyReport report = apply_to(fd.get(), AllOptions(), Mode::kListen);
+  ApplyReport report = apply_to(fd.get(), every_option_set(), Mode::kListen);
   EXPECT_FALSE(report.any_failed());
   Listener server = Listen(fd.release());
   EXPECT_EQ(ReadOption(server.fd.get(), Option::kKeepIdle), 40);
@@ -180,7 +169,7 @@ TEST(ApplyToTest, ListenModeSetsDeferAcceptButNotSynCnt) {
 TEST(ApplyToTest, AcceptedSocketsInheritFromTheListener) {
   // Why trapping listen() is enough for servers.
   UniqueFd fd = TcpSocket();
-  apply_to(fd.get(), AllOptions(), Mode::kListen);
+  apply_to(fd.get(), every_option_set(), Mode::kListen);
   Listener server = Listen(fd.release());
   UniqueFd client = TcpSocket();
   Connect(client.get(), server.addr);
@@ -200,7 +189,7 @@ TEST(ApplyToTest, AcceptedSocketsInheritFromTheListener) {
 
 TEST(ApplyToTest, SocketModeSetsBoth) {
   UniqueFd fd = TcpSocket();
-  ApplyReport report = apply_to(fd.get(), AllOptions(), Mode::kSocket);
+  ApplyReport report = apply_to(fd.get(), every_option_set(), Mode::kSocket);
   EXPECT_FALSE(report.any_failed());
   EXPECT_EQ(ReadOption(fd.get(), Option::kSynCnt), 3);
   EXPECT_GE(ReadOption(fd.get(), Option::kDeferAccept), 10);
@@ -265,7 +254,7 @@ TEST(ApplyToTest, DerivedTimeoutSaturates) {
 TEST(ApplyToTest, DisabledAppliesNothing) {
   UniqueFd fd = TcpSocket();
   ApplyReport report =
-      apply_to(fd.get(), AllOptions().with_enabled(false), Mode::kSocket);
+      apply_to(fd.get(), every_option_set().with_enabled(false), Mode::kSocket);
   for (const OptionOutcome& o : report.outcomes) {
     EXPECT_EQ(o.state, OptionState::kSkipped);
   }
@@ -319,7 +308,7 @@ TEST(FormatAppliedTest, SaysWhenNothingWasApplied) {
 
 TEST(FormatAppliedTest, TruncatesSafely) {
   UniqueFd fd = TcpSocket();
-  ApplyReport report = apply_to(fd.get(), AllOptions(), Mode::kSocket);
+  ApplyReport report = apply_to(fd.get(), every_option_set(), Mode::kSocket);
   for (size_t size : {1, 5, 20, 40}) {
     char buf[64];
     memset(buf, 'X', sizeof buf);

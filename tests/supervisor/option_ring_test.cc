@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "tests/common/every_option.h"
 
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
@@ -207,18 +208,6 @@ std::string CompareWithApplyTo(OptionRing& ring, const FdKind& kind,
   return diff;
 }
 
-Settings Custom() {
-  return Settings()
-      .with_value(Option::kKeepIdle, 40)
-      .with_value(Option::kKeepCnt, 4)
-      .with_value(Option::kKeepIntvl, 7)
-      .with_value(Option::kUserTimeout, 2000)
-      .with_value(Option::kSynCnt, 3)
-      .with_value(Option::kDeferAccept, 10)
-      .with_value(Option::kMaxSeg, 1400)
-      .with_value(Option::kWindowClamp, 9999);
-}
-
 struct NamedSettings {
   const char* name;
   Settings settings;
@@ -227,18 +216,18 @@ struct NamedSettings {
 std::vector<NamedSettings> AllSettings() {
   return {
       {"defaults", Settings()},
-      {"custom", Custom()},
+      {"custom", every_option_set()},
       {"derived_from_custom",
-       Custom().with_value(Option::kUserTimeout, kDeriveUserTimeout)},
+       every_option_set().with_value(Option::kUserTimeout, kDeriveUserTimeout)},
       {"derived_from_system_keepidle",
        Settings().with_value(Option::kKeepIdle, 0)},
       {"derived_saturated", Settings()
                                 .with_value(Option::kKeepIdle, 32767)
                                 .with_value(Option::kKeepIntvl, 32767)
                                 .with_value(Option::kKeepCnt, 127)},
-      {"without_so_keepalive", Custom().with_value(Option::kKeepAlive, 0)},
+      {"without_so_keepalive", every_option_set().with_value(Option::kKeepAlive, 0)},
       {"without_user_timeout", Settings().with_value(Option::kUserTimeout, 0)},
-      {"disabled", Custom().with_enabled(false)},
+      {"disabled", every_option_set().with_enabled(false)},
   };
 }
 
@@ -357,7 +346,7 @@ TEST_P(OptionRingTest, TcpSocketsReadBackCustomSettingsInEachMode) {
       TestFd t = Make(kind);
       if (t.error == EAFNOSUPPORT) continue;
       ASSERT_EQ(t.error, 0) << strerror(t.error);
-      ApplyReport report = ring_.apply(t.number, Custom(), mode);
+      ApplyReport report = ring_.apply(t.number, every_option_set(), mode);
       EXPECT_FALSE(report.any_failed());
       EXPECT_EQ(Read(t.number, Option::kKeepAlive), Reading{1});
       EXPECT_EQ(Read(t.number, Option::kKeepIdle), Reading{40});
@@ -379,7 +368,7 @@ TEST_P(OptionRingTest, TcpSocketsReadBackCustomSettingsInEachMode) {
 TEST_P(OptionRingTest, DerivedUserTimeout) {
   TestFd from_ours = Make(kTcp4);
   ring_.apply(from_ours.number,
-              Custom().with_value(Option::kUserTimeout, kDeriveUserTimeout),
+              every_option_set().with_value(Option::kUserTimeout, kDeriveUserTimeout),
               Mode::kConnect);
   EXPECT_EQ(Read(from_ours.number, Option::kUserTimeout),
             Reading{(40 + 7 * 4) * 1000});
@@ -444,7 +433,7 @@ TEST_P(OptionRingTest, MptcpTakesWhatItsKernelTakes) {
       printf("%s not tried: %s\n", kind.name, strerror(probe.error));
       continue;
     }
-    for (const Settings& s : {Settings(), Custom()}) {
+    for (const Settings& s : {Settings(), every_option_set()}) {
       ApplyReport report;
       EXPECT_EQ(CompareWithApplyTo(ring_, kind, s, Mode::kSocket, &report), "");
       EXPECT_EQ(report.outcome(Option::kKeepAlive).state,
@@ -516,7 +505,7 @@ TEST_P(OptionRingTest, SetsNoOptionWithSetsockoptOnTheRingPath) {
         ring.prepare();
         DenySyscall(SCMP_SYS(setsockopt), EPERM);
         TestFd t = Make(kTcp4);
-        ApplyReport report = ring.apply(t.number, Custom(), Mode::kSocket);
+        ApplyReport report = ring.apply(t.number, every_option_set(), Mode::kSocket);
         std::string applied = AppliedDiff(t.number, report);
         bool ok = path == OptionRing::Path::kIoUring
                       ? !report.any_failed() && applied.empty() &&
@@ -628,7 +617,7 @@ TEST(OptionRingFallbackTest, ProbeRefused) {
       {
         DenySyscall(SCMP_SYS(io_uring_register), EPERM);
         OptionRing ring;
-        ExitWithComparison(ring, Custom());
+        ExitWithComparison(ring, every_option_set());
       },
       testing::ExitedWithCode(0),
       "path=setsockopt reason=io_uring_register\\(IORING_REGISTER_PROBE\\): "
