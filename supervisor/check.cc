@@ -49,6 +49,18 @@ class ReportText {
   std::string text_;
 };
 
+// Whether the kernel knows SECCOMP_ADDFD_FLAG_SEND (Linux 5.14). It checks
+// the flags before it looks the id up, so for an id that names no call it
+// fails with ENOENT if it knows them and EINVAL if not.
+bool addfd_send_known(int listener) {
+  seccomp_notif_addfd addfd{};
+  addfd.id = ~0ULL;
+  addfd.flags = SECCOMP_ADDFD_FLAG_SEND;
+  addfd.srcfd = static_cast<__u32>(listener);  // any open fd
+  return !(ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) < 0 &&
+           errno == EINVAL);
+}
+
 // What the probe child found, through its exit status.
 enum ProbeExit { kGotOptions = 0, kNoOptions = 1, kSocketFailed = 2 };
 
@@ -104,14 +116,16 @@ Probe probe_supervision() {
   probe.sync_wake_up = ioctl(launched->listener.get(),
                              SECCOMP_IOCTL_NOTIF_SET_FLAGS, flag) == 0;
 
-  NotificationHandler handler(launched->listener.get(),
-                              {Settings(), Mode::kSocket, Strategy::kEmulate,
-                               false, *own});
+  probe.addfd_send = addfd_send_known(launched->listener.get());
+
+  HandlerOptions options{Settings(), Mode::kSocket, Strategy::kEmulate, false,
+                         *own};
+  options.wait_killable_recv = launched->wait_killable_recv;
+  NotificationHandler handler(launched->listener.get(), std::move(options));
   pollfd p{launched->listener.get(), POLLIN, 0};
   if (probe.launched && poll(&p, 1, 5000) == 1 && (p.revents & POLLIN)) {
     handler.handle_one();
     probe.emulated = handler.stats().emulated == 1;
-    probe.addfd_send = probe.emulated && !handler.addfd_send_refused();
   }
   int status = 0;
   while (waitpid(launched->pid, &status, 0) < 0 && errno == EINTR) {
@@ -162,10 +176,15 @@ CheckReport run_check(const Config& config) {
       out << "supervised child: " << (probe.launched ? "started" : "exec failed")
           << "\n";
     }
-    out << "ADDFD with SEND (emulation, Linux 5.14+): "
-        << probed(probe.addfd_send)
-        << (probe.emulated && !probe.addfd_send ? " (ADDFD without SEND works)"
-                                                : "")
+    out << "ADDFD (emulation, Linux 5.9+): " << probed(probe.emulated)
+        << "\n";
+    out << "ADDFD_FLAG_SEND (Linux 5.14+): " << probed(probe.addfd_send)
+        << (!probe.launched ? ""
+            : probe.addfd_send
+                ? " (not used: when the supervisor is stopped or frozen it "
+                  "can make socket() return 0; the fd is added, then the "
+                  "call answered)"
+                : " (not needed: the fd is added, then the call answered)")
         << "\n";
     out << "emulated socket carried the options: "
         << probed(probe.child_result == kGotOptions) << "\n";
@@ -177,6 +196,18 @@ CheckReport run_check(const Config& config) {
         << "\n";
     out << "WAIT_KILLABLE_RECV (Linux 5.19+): " << probed(probe.wait_killable)
         << "\n";
+    if (probe.launched) {
+      out << "emulation leaves no fd behind: "
+          << (probe.wait_killable
+                  ? std::string("yes")
+                  : "no (without WAIT_KILLABLE_RECV a signal to the program "
+                    "between adding the socket and answering leaves the fd "
+                    "in it; emulation stops after " +
+                        std::to_string(kMaxLeakedFds) +
+                        " such leaks; auto prefers continue where "
+                        "pidfd_getfd is permitted)")
+          << "\n";
+    }
     out << "SYNC_WAKE_UP (Linux 6.6+): " << probed(probe.sync_wake_up)
         << "\n";
   }
@@ -200,10 +231,13 @@ CheckReport run_check(const Config& config) {
       << "\n";
 
   bool emulation_works = probe.child_result == kGotOptions;
+  // What the supervisor itself would find before its choice.
+  bool can_leak = probe.launched ? !probe.wait_killable
+                                 : !kernel_has_wait_killable_recv();
   for (Mode mode : {Mode::kSocket, Mode::kConnect, Mode::kListen}) {
-    StrategyChoice choice = choose_strategy(config.strategy, mode,
-                                            probe.getfd_permitted,
-                                            probe.getfd_error);
+    StrategyChoice choice =
+        choose_strategy(config.strategy, mode, probe.getfd_permitted,
+                        probe.getfd_error, can_leak);
     out << "mode " << mode_name(mode) << ": ";
     if (!probe.launched) {
       out << "cannot work: no child could be supervised here (see above)\n";
@@ -223,9 +257,9 @@ CheckReport run_check(const Config& config) {
 
   // The verdict is for what was asked: --mode and --strategy (defaults:
   // socket, auto).
-  StrategyChoice asked = choose_strategy(config.strategy, config.mode,
-                                         probe.getfd_permitted,
-                                         probe.getfd_error);
+  StrategyChoice asked =
+      choose_strategy(config.strategy, config.mode, probe.getfd_permitted,
+                      probe.getfd_error, can_leak);
   CheckReport report;
   report.can_work =
       probe.user_notif && probe.launched && asked.ok &&

@@ -116,7 +116,20 @@ void NotificationHandler::handle_next(bool exits_checked) {
   }
 }
 
+// The fd is added first and the call answered second, never both at once
+// with SECCOMP_ADDFD_FLAG_SEND: that flag marks the call answered when the
+// request is queued, and if our wait for the target is then interrupted (a
+// stop signal, the cgroup freezer, `docker pause`) the kernel withdraws the
+// fd but not the answer, and the target's socket() returns 0, an fd it
+// already has (docs/kernel-addfd-send.md). Without SEND an interrupted
+// ADDFD is withdrawn whole and restarted by the kernel.
+//
+// Two steps leave a window of their own: without WAIT_KILLABLE_RECV (before
+// Linux 5.19) a signal to the target between them withdraws its call with
+// the fd already in its table, and nothing can take it back. Those leaks
+// are counted; past kMaxLeakedFds emulation stops for the session.
 void NotificationHandler::emulate_socket(const seccomp_notif& req) {
+  if (emulation_stopped_) return let_through(req.id);
   int domain = static_cast<int>(req.data.args[0]);
   int type = static_cast<int>(req.data.args[1]);
   int protocol = static_cast<int>(req.data.args[2]);
@@ -140,19 +153,14 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
 
   seccomp_notif_addfd addfd{};
   addfd.id = req.id;
-  addfd.flags = addfd_send_refused_ ? 0 : SECCOMP_ADDFD_FLAG_SEND;
+  addfd.flags = 0;  // never SECCOMP_ADDFD_FLAG_SEND: see above
   addfd.srcfd = static_cast<__u32>(sock.get());
   addfd.newfd_flags = (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0;
   int target_fd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-  if (target_fd < 0 && errno == EINVAL && !addfd_send_refused_) {
-    addfd_send_refused_ = true;  // Linux 5.9-5.13: add, then answer
-    addfd.flags = 0;
-    target_fd = ioctl(listener_, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
-  }
   if (target_fd < 0) {
     if (errno == ENOENT) {
-      // Interrupted by a signal: not an error; with SA_RESTART the call
-      // comes back as a new notification.
+      // Interrupted by a signal before the fd was added: not an error;
+      // with SA_RESTART the call comes back as a new notification.
       ++stats_.vanished;
       return;
     }
@@ -160,11 +168,30 @@ void NotificationHandler::emulate_socket(const seccomp_notif& req) {
     // target the same answer it would have had without us.
     return let_through(req.id);
   }
-  if (addfd_send_refused_) {
-    memset(resp_, 0, resp_size_ > 0 ? resp_size_ : sizeof *resp_);
-    resp_->id = req.id;
-    resp_->val = target_fd;
-    if (seccomp_notify_respond(listener_, resp_) != 0) ++stats_.vanished;
+  answer_emulated(req, target_fd, report);
+}
+
+void NotificationHandler::answer_emulated(const seccomp_notif& req,
+                                          int target_fd,
+                                          ApplyReport& report) {
+  memset(resp_, 0, resp_size_ > 0 ? resp_size_ : sizeof *resp_);
+  resp_->id = req.id;
+  resp_->val = target_fd;
+  if (seccomp_notify_respond(listener_, resp_) != 0) {
+    ++stats_.vanished;
+    // With WAIT_KILLABLE_RECV only a fatal signal withdraws a received
+    // call, and the fd table goes with the target.
+    if (options_.wait_killable_recv) return;
+    if (++stats_.leaked >= kMaxLeakedFds && !emulation_stopped_) {
+      emulation_stopped_ = true;
+      log_line("stopped emulating socket(): signals interrupted " +
+               std::to_string(stats_.leaked) +
+               " calls after the socket was added, leaving an fd in the "
+               "program each time (this kernel lacks WAIT_KILLABLE_RECV, "
+               "Linux 5.19); its new sockets get no options (--strategy "
+               "continue has no such window)");
+    }
+    return;
   }
   ++stats_.emulated;
   if (options_.verbose) {

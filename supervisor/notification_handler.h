@@ -29,6 +29,10 @@ struct HandlerOptions {
   Strategy strategy = Strategy::kEmulate;  // kEmulate or kContinue
   bool verbose = false;
   Identity own;  // the supervisor's credentials and network namespace
+  // Whether the filter was installed with WAIT_KILLABLE_RECV (Linux 5.19):
+  // then a call the supervisor has received can only be interrupted by a
+  // fatal signal, and emulation cannot leave an fd behind in a live target.
+  bool wait_killable_recv = false;
 };
 
 // Counters, for tests and -v.
@@ -38,7 +42,13 @@ struct HandlerStats {
   uint64_t applied = 0;    // target sockets given options in place
   uint64_t passed = 0;     // calls answered CONTINUE (run by the kernel)
   uint64_t vanished = 0;   // the caller was gone or interrupted
+  // Emulated sockets left in a target whose call a signal withdrew after
+  // the fd was added (without WAIT_KILLABLE_RECV only).
+  uint64_t leaked = 0;
 };
+
+// How many leaked fds end emulation for the session (see emulate_socket).
+inline constexpr uint64_t kMaxLeakedFds = 8;
 
 class NotificationHandler {
  public:
@@ -58,14 +68,18 @@ class NotificationHandler {
   void serve(int stop_fd);
 
   const HandlerStats& stats() const { return stats_; }
-  // Whether the kernel refused SECCOMP_ADDFD_FLAG_SEND (before Linux 5.14).
-  bool addfd_send_refused() const { return addfd_send_refused_; }
+  // Whether emulation has been given up for the session (too many leaked
+  // fds); socket() then runs untouched.
+  bool emulation_stopped() const { return emulation_stopped_; }
 
  private:
   // `exits_checked`: the caller polled the cache's exits_fd after seeing
   // the listener readable, and dropped what it reported.
   void handle_next(bool exits_checked);
   void emulate_socket(const seccomp_notif& req);
+  // Answers an emulated socket() with the fd added to the target.
+  void answer_emulated(const seccomp_notif& req, int target_fd,
+                       ApplyReport& report);
   // The call may give the caller other credentials or another network
   // namespace: judge it again at its next socket().
   void forget_caller(const seccomp_notif& req);
@@ -91,7 +105,7 @@ class NotificationHandler {
   seccomp_notif_resp* resp_ = nullptr;
   size_t req_size_ = 0;
   size_t resp_size_ = 0;
-  bool addfd_send_refused_ = false;  // kernel before 5.14
+  bool emulation_stopped_ = false;  // after kMaxLeakedFds leaks
   bool received_any_ = false;
   uint64_t last_id_ = 0;  // of the last notification received
   std::set<std::string> warned_;

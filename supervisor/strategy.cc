@@ -1,6 +1,9 @@
 #include "supervisor/strategy.h"
 
+#include <errno.h>
 #include <string.h>
+
+#include "common/syscalls.h"
 
 namespace keepalive {
 
@@ -32,10 +35,25 @@ std::string emulate_in_mode_note(Mode mode) {
          "since emulation cannot tell client from server sockets";
 }
 
+constexpr const char* kLeakNote =
+    "this kernel lacks WAIT_KILLABLE_RECV (Linux 5.19), so a signal to the "
+    "program between adding an emulated socket and answering leaves an fd "
+    "behind";
+
 }  // namespace
 
+bool kernel_has_wait_killable_recv() {
+  // The kernel checks the flags before it reads the program: with none it
+  // fails with EFAULT if it knows them and EINVAL if not.
+  return !(sys::seccomp_set_filter(SECCOMP_FILTER_FLAG_NEW_LISTENER |
+                                       SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+                                   nullptr) < 0 &&
+           errno == EINVAL);
+}
+
 StrategyChoice choose_strategy(Strategy requested, Mode mode,
-                               bool getfd_permitted, int getfd_error) {
+                               bool getfd_permitted, int getfd_error,
+                               bool emulation_can_leak) {
   StrategyChoice choice;
   switch (requested) {
     case Strategy::kEmulate:
@@ -56,11 +74,23 @@ StrategyChoice choose_strategy(Strategy requested, Mode mode,
     case Strategy::kAuto:
       break;
   }
+  if (mode == Mode::kSocket && emulation_can_leak && getfd_permitted) {
+    choice.strategy = Strategy::kContinue;
+    choice.reason = std::string("socket mode: ") + kLeakNote +
+                    "; continue has no such window and pidfd_getfd is "
+                    "permitted (connect and listen are trapped instead)";
+    return choice;
+  }
   if (mode == Mode::kSocket) {
     choice.strategy = Strategy::kEmulate;
     choice.reason =
         "socket mode: only TCP socket() calls are trapped, checked in the "
         "filter";
+    if (emulation_can_leak) {
+      choice.reason += std::string("; ") + kLeakNote +
+                       " (a few, then emulation stops), and " +
+                       getfd_refusal(getfd_error);
+    }
     return choice;
   }
   if (getfd_permitted) {
@@ -71,6 +101,7 @@ StrategyChoice choose_strategy(Strategy requested, Mode mode,
   }
   choice.strategy = Strategy::kEmulate;
   choice.reason = getfd_refusal(getfd_error);
+  if (emulation_can_leak) choice.reason += std::string("; ") + kLeakNote;
   choice.degraded = emulate_in_mode_note(mode);
   return choice;
 }

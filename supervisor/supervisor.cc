@@ -91,8 +91,10 @@ int run_supervisor(const Config& config) {
   PlanChooser chooser = [&](bool getfd_permitted,
                             int getfd_error) -> Result<FilterPlan> {
     getfd_refused = !getfd_permitted;
+    // Before the choice, as the filter's install will: emulation can leak
+    // fds without WAIT_KILLABLE_RECV (see emulate_socket).
     choice = choose_strategy(config.strategy, config.mode, getfd_permitted,
-                             getfd_error);
+                             getfd_error, !kernel_has_wait_killable_recv());
     if (!choice.ok) return std::unexpected(SysError{getfd_error, choice.error});
     FilterSpec spec{config.mode, choice.strategy, config.deny_io_uring,
                     !no_new_privs};
@@ -143,6 +145,7 @@ int run_supervisor(const Config& config) {
 
   HandlerOptions options{config.settings, config.mode, choice.strategy,
                          config.verbose, *own};
+  options.wait_killable_recv = launched->wait_killable_recv;
   boost::asio::io_context io;
   Session session(io, std::move(*launched), std::move(signals),
                   std::move(options), {init, config.signal_group});

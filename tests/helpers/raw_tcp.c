@@ -78,6 +78,13 @@
 //       Lowers RLIMIT_NOFILE to 16 and fills the table: socket() must fail
 //       with EMFILE; then frees fd 10: socket() must return 10. Prints
 //       "fdlimit emfile_errno=N reused=FD keepalive=K".
+//   newfds MS
+//       Calls socket() in a loop for MS milliseconds and checks that each
+//       result is a new TCP socket: an fd that was not open when the loop
+//       began, S_ISSOCK, SO_PROTOCOL TCP. Prints "ready pid PID" first,
+//       then "newfds calls=N errors=E wrong=W first_wrong=FD missing=M
+//       fdleak=L" (missing: sockets without SO_KEEPALIVE); exit 0 only if
+//       W is 0.
 //
 // Options are printed as "NAME=VALUE" pairs, NAME as in strace.
 #define _GNU_SOURCE
@@ -913,6 +920,50 @@ static int cmd_fdlimit(void) {
   return 0;
 }
 
+// ---- fd identity ----------------------------------------------------------
+
+enum { kMaxTrackedFd = 4096 };
+
+static int cmd_newfds(int argc, char** argv) {
+  if (argc < 1) die("usage: newfds MS");
+  long duration = parse_int(argv[0]);
+  static char was_open[kMaxTrackedFd];
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == NULL) die("opendir /proc/self/fd");
+  for (struct dirent* entry; (entry = readdir(dir)) != NULL;) {
+    int fd = atoi(entry->d_name);
+    if (entry->d_name[0] != '.' && fd != dirfd(dir) && fd < kMaxTrackedFd) {
+      was_open[fd] = 1;
+    }
+  }
+  closedir(dir);
+  int fds_before = count_fds();
+  emit("ready pid %d\n", (int)getpid());
+  long calls = 0, errors = 0, wrong = 0, missing = 0;
+  int first_wrong = -1;
+  for (long end = now_ms() + duration; now_ms() < end; ++calls) {
+    int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      ++errors;
+      continue;
+    }
+    struct stat st;
+    if (fd >= kMaxTrackedFd || was_open[fd] || fstat(fd, &st) != 0 ||
+        !S_ISSOCK(st.st_mode) ||
+        int_option(fd, SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP) {
+      // Not ours to close: it may be stdin or another file the program has.
+      if (wrong++ == 0) first_wrong = fd;
+      continue;
+    }
+    if (int_option(fd, SOL_SOCKET, SO_KEEPALIVE) != 1) ++missing;
+    close(fd);
+  }
+  emit("newfds calls=%ld errors=%ld wrong=%ld first_wrong=%d missing=%ld "
+       "fdleak=%d\n",
+       calls, errors, wrong, first_wrong, missing, count_fds() - fds_before);
+  return wrong == 0 ? 0 : 1;
+}
+
 // ---- main ----------------------------------------------------------------
 
 static int dispatch(int argc, char** argv) {
@@ -936,6 +987,7 @@ static int dispatch(int argc, char** argv) {
   if (strcmp(cmd, "flags") == 0) return cmd_flags();
   if (strcmp(cmd, "errnos") == 0) return cmd_errnos();
   if (strcmp(cmd, "fdlimit") == 0) return cmd_fdlimit();
+  if (strcmp(cmd, "newfds") == 0) return cmd_newfds(argc - 1, argv + 1);
   emit("error unknown command '%s'\n", cmd);
   return 2;
 }

@@ -25,6 +25,7 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_identity_test 60
   supervise_dead_peer_test 120
   supervise_fallbacks_test 180
+  supervise_addfd_test 120
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)

@@ -94,6 +94,32 @@ INSTANTIATE_TEST_SUITE_P(
              (std::get<2>(param.param) ? "getfd_permitted" : "getfd_refused");
     });
 
+// Where emulation can leak fds (no WAIT_KILLABLE_RECV), auto takes continue
+// in socket mode when pidfd_getfd allows it, and says why; otherwise it
+// emulates still and names both reasons.
+TEST(StrategyTest, AutoPrefersContinueWhereEmulationCanLeak) {
+  StrategyChoice c =
+      choose_strategy(Strategy::kAuto, Mode::kSocket, true, 0, true);
+  ASSERT_TRUE(c.ok);
+  EXPECT_EQ(c.strategy, Strategy::kContinue);
+  EXPECT_TRUE(contains(c.reason, "WAIT_KILLABLE_RECV")) << c.reason;
+  EXPECT_TRUE(c.degraded.empty()) << c.degraded;
+
+  c = choose_strategy(Strategy::kAuto, Mode::kSocket, false, EPERM, true);
+  ASSERT_TRUE(c.ok);
+  EXPECT_EQ(c.strategy, Strategy::kEmulate);
+  EXPECT_TRUE(contains(c.reason, "WAIT_KILLABLE_RECV")) << c.reason;
+  EXPECT_TRUE(contains(c.reason, "pidfd_getfd")) << c.reason;
+
+  // An explicit choice is honoured.
+  c = choose_strategy(Strategy::kEmulate, Mode::kSocket, true, 0, true);
+  EXPECT_EQ(c.strategy, Strategy::kEmulate);
+  for (Mode mode : {Mode::kConnect, Mode::kListen}) {
+    c = choose_strategy(Strategy::kAuto, mode, true, 0, true);
+    EXPECT_EQ(c.strategy, Strategy::kContinue);
+  }
+}
+
 TEST(StrategyNameTest, Names) {
   EXPECT_STREQ(strategy_name(Strategy::kAuto), "auto");
   EXPECT_STREQ(strategy_name(Strategy::kEmulate), "emulate");
