@@ -8,9 +8,11 @@
 //    call goes through without options;
 //  - no WAIT_KILLABLE_RECV (before 5.19): signals interrupt notifications
 //    the supervisor has already received, so ADDFD and SEND answer ENOENT
-//    and the restarted call arrives again;
-//  - no ADDFD_FLAG_SEND (before 5.14): the fd is added, then the call is
-//    answered separately.
+//    and the restarted call arrives again (an fd added before a failed
+//    SEND stays in the target: a few, then emulation stops), and auto
+//    prefers continue;
+//  - no ADDFD_FLAG_SEND (before 5.14): nothing changes for emulation,
+//    which never uses it (the fd is added, then the call answered).
 // `keepalive-supervise --check` must report the faked kernel truthfully,
 // which also shows that the fake took effect.
 #include <errno.h>

@@ -854,8 +854,11 @@ TEST_F(WrapperTest, CheckReportIsTruthful) {
   bool user_notif = sys::seccomp_action_available(action) == 0;
   EXPECT_EQ(report["seccomp user notification"], yes_if(user_notif));
   EXPECT_EQ(report["supervised child"], "started");
-  EXPECT_EQ(report["ADDFD with SEND (emulation, Linux 5.14+)"],
-            yes_if(v.at_least(5, 14)));
+  EXPECT_EQ(report["ADDFD (emulation, Linux 5.9+)"], "yes");
+  EXPECT_EQ(report["ADDFD_FLAG_SEND (Linux 5.14+)"].rfind(
+                yes_if(v.at_least(5, 14)) + " (", 0),
+            0u)
+      << report["ADDFD_FLAG_SEND (Linux 5.14+)"];
   EXPECT_EQ(report["emulated socket carried the options"], "yes");
   EXPECT_EQ(report["WAIT_KILLABLE_RECV (Linux 5.19+)"],
             yes_if(v.at_least(5, 19)));
@@ -1094,7 +1097,7 @@ TEST_F(WrapperTest, UnderAnotherListenerCheckIsTruthful) {
   // The kernel has these; with no supervised child they could not be
   // probed, which is not the same as "no".
   for (const char* feature :
-       {"ADDFD with SEND (emulation, Linux 5.14+)",
+       {"ADDFD (emulation, Linux 5.9+)", "ADDFD_FLAG_SEND (Linux 5.14+)",
         "emulated socket carried the options",
         "WAIT_KILLABLE_RECV (Linux 5.19+)", "SYNC_WAKE_UP (Linux 6.6+)"}) {
     EXPECT_NE(report[feature], "no") << feature;
