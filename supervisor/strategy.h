@@ -32,7 +32,7 @@ StrategyChoice choose_strategy(Strategy requested, Mode mode,
                                bool emulation_can_leak = false);
 
 // Whether the kernel accepts SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux
-// 5.19+): one failing seccomp() call, about a microsecond.
+// 5.19+): one failing seccomp() call, a few microseconds.
 bool kernel_has_wait_killable_recv();
 
 }  // namespace keepalive
