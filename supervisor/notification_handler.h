@@ -48,7 +48,7 @@ struct HandlerStats {
 };
 
 // How many leaked fds end emulation for the session (see emulate_socket).
-inline constexpr uint64_t kMaxLeakedFds = 8;
+inline constexpr uint64_t kMaxLeakedFds = 32;
 
 class NotificationHandler {
  public:

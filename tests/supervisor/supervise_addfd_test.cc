@@ -197,7 +197,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // The kernel's limit on fds left behind before emulation stops; see
 // kMaxLeakedFds in supervisor/notification_handler.h.
-constexpr long long kMaxLeaked = 8;
+constexpr long long kMaxLeaked = 32;
 
 // Without WAIT_KILLABLE_RECV (faked: Linux 5.14-5.18, and 5.9-5.13 without
 // ADDFD_FLAG_SEND either) a signal between adding the fd and answering
