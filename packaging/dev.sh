@@ -19,7 +19,7 @@ readonly BUILD="$REPO/build"
 # Everything the build and the tests use, by Debian package name.
 readonly PACKAGES=(
   cmake g++ make pkg-config libgtest-dev libseccomp-dev libboost-dev
-  netcat-openbsd strace nftables iproute2
+  netcat-openbsd strace nftables iproute2 gcc-multilib
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml
 )
