@@ -21,10 +21,6 @@ struct CompiledProgram {
 static_assert(sizeof kCompiledPrograms / sizeof kCompiledPrograms[0] ==
               kFilterSpecCount);
 
-}  // namespace
-
-namespace {
-
 struct NumberedCall {
   int nr;
   CallKind kind;
