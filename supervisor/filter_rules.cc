@@ -65,10 +65,11 @@ Result<void> add_socket_rules(scmp_filter_ctx ctx, int nr) {
 // listen() rule (359, 362, 363), one for socketcall(SYS_SOCKET/SYS_CONNECT/
 // SYS_LISTEN, args), with the first argument replaced by the call number
 // and the others tested as given: for socket() that tests the address of
-// the argument block against SOCK_STREAM, an odd number that 4-byte aligned
-// blocks never match; connect() and listen() under kContinue trap their
-// socketcall form, which the supervisor lets through (classify_call says
-// kOther: its arguments are in the target's memory).
+// the argument block against SOCK_STREAM (address & 0xf == 1), which no
+// 4-byte aligned block matches; connect() and listen() under kContinue
+// trap their socketcall form. Whatever socketcall reaches the supervisor
+// is let through (classify_call says kOther: its arguments are in the
+// target's memory).
 Result<void> add_rules(scmp_filter_ctx ctx, uint32_t arch,
                        const FilterSpec& spec) {
   const bool emulate = spec.strategy == Strategy::kEmulate;
