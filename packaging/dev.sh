@@ -17,12 +17,17 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly REPO
 readonly BUILD="$REPO/build"
 # Everything the build and the tests use, by Debian package name.
-readonly PACKAGES=(
+PACKAGES=(
   cmake g++ make pkg-config libgtest-dev libseccomp-dev libboost-dev
   netcat-openbsd strace nftables iproute2
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml
 )
+# gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c).
+if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
+  PACKAGES+=(gcc-multilib)
+fi
+readonly PACKAGES
 # What the benchmark needs on top (gnuplot draws its chart).
 readonly BENCH_PACKAGES=(python3 gnuplot-nox)
 # Upper bound for the whole test run; each test also has its own timeout.

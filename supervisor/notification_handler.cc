@@ -92,27 +92,41 @@ void NotificationHandler::handle_next(bool exits_checked) {
   received_any_ = true;
   last_id_ = req.id;
   if (!exits_checked || !in_order) tasks_.drop_exited();
-  if (req.pid == 0 && req.data.nr != SYS_io_uring_setup) {
+  // The same call reaches us under another number through int $0x80 (i386)
+  // or as x32; the arguments are ints to the kernel in every case, and the
+  // per-call paths read them as such.
+  const CallKind kind = classify_call(req.data.arch, req.data.nr);
+  if (req.pid == 0 && kind != CallKind::kIoUringSetup) {
     // Without a pid nothing can be learnt of the caller: not its identity
     // (emulation hands out a socket with our credentials) nor its fds.
     warn_once("pidns", "a task outside the supervisor's pid namespace made a "
                        "trapped call; its sockets get no options");
     let_through(req.id);
-  } else if (req.data.nr == SYS_socket) {
-    emulate_socket(req);
-  } else if (req.data.nr == SYS_connect) {
-    apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
-                                                       : Mode::kConnect);
-  } else if (req.data.nr == SYS_listen) {
-    apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
-                                                       : Mode::kListen);
-  } else if (req.data.nr == SYS_io_uring_setup) {
-    note_io_uring(req);
-  } else if (changes_identity(req.data.nr)) {
-    forget_caller(req);
-    let_through(req.id);
-  } else {
-    let_through(req.id);
+    return;
+  }
+  switch (kind) {
+    case CallKind::kSocket:
+      emulate_socket(req);
+      break;
+    case CallKind::kConnect:
+      apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
+                                                         : Mode::kConnect);
+      break;
+    case CallKind::kListen:
+      apply_in_place(req, options_.mode == Mode::kSocket ? Mode::kSocket
+                                                         : Mode::kListen);
+      break;
+    case CallKind::kIoUringSetup:
+      note_io_uring(req);
+      break;
+    case CallKind::kIdentity:
+    case CallKind::kExec:
+      forget_caller(req);
+      let_through(req.id);
+      break;
+    case CallKind::kOther:
+      let_through(req.id);
+      break;
   }
 }
 
@@ -249,7 +263,7 @@ void NotificationHandler::forget_caller(const seccomp_notif& req) {
   // nothing from /proc.
   if (tasks_.size() == 0) return;
   pid_t tid = static_cast<pid_t>(req.pid);
-  if (req.data.nr != SYS_execve && req.data.nr != SYS_execveat) {
+  if (classify_call(req.data.arch, req.data.nr) != CallKind::kExec) {
     tasks_.forget(tid);
     return;
   }

@@ -9,6 +9,7 @@
 // and forked children never interleave. Commands:
 //
 //   connect PORT [--ipv6] [--mptcp] [--read] [--nodump] [--nonblock]
+//           [--high-bits]
 //       Connects to loopback:PORT and prints "connected LPORT pid PID".
 //       Then waits for EOF on stdin, or with --read blocks reading the
 //       socket and prints "read-error errno=N" (exit 3) or "eof" (exit 4).
@@ -177,6 +178,11 @@ static int raw_socket(int domain, int type, int protocol) {
   return (int)syscall(SYS_socket, domain, type, protocol);
 }
 
+static int raw_socket_high_bits(int domain, int type, int protocol) {
+  const long high = 1L << 32;
+  return (int)syscall(SYS_socket, high | domain, high | type, high | protocol);
+}
+
 static int raw_connect(int fd, const struct sockaddr* addr, socklen_t len) {
   return (int)syscall(SYS_connect, fd, addr, len);
 }
@@ -284,18 +290,22 @@ static int cmd_connect(int argc, char** argv) {
   if (argc < 1) die("usage: connect PORT");
   int port = parse_int(argv[0]);
   int family = AF_INET, protocol = 0, read_socket = 0, nonblock = 0;
+  int high_bits = 0;
   const int flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "--ipv6") == 0) family = AF_INET6;
     if (strcmp(argv[i], "--read") == 0) read_socket = 1;
     if (strcmp(argv[i], "--nonblock") == 0) nonblock = 1;
     if (strcmp(argv[i], "--mptcp") == 0) protocol = 262;  // IPPROTO_MPTCP
+    if (strcmp(argv[i], "--high-bits") == 0) high_bits = 1;
     if (strcmp(argv[i], "--nodump") == 0 &&
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
       die("prctl");
     }
   }
-  int fd = raw_socket(family, SOCK_STREAM | (nonblock ? flags : 0), protocol);
+  int type = SOCK_STREAM | (nonblock ? flags : 0);
+  int fd = high_bits ? raw_socket_high_bits(family, type, protocol)
+                     : raw_socket(family, type, protocol);
   if (fd < 0) die("socket");
   if (connect_loopback(fd, family, port) != 0) {
     if (!nonblock || errno != EINPROGRESS) die("connect");

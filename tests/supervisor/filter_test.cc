@@ -96,6 +96,8 @@ enum class Call {
   kTcp4,           // socket(AF_INET, SOCK_STREAM, 0)
   kTcp6WithFlags,  // socket(AF_INET6, SOCK_STREAM|NONBLOCK|CLOEXEC, TCP)
   kMptcp,          // socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)
+  kTcp4HighBits,   // socket(AF_INET, SOCK_STREAM, 0), high bits set in the
+                   // 64-bit registers: the kernel reads ints
   kUdp,            // socket(AF_INET, SOCK_DGRAM, 0)
   kUdp6,           // socket(AF_INET6, SOCK_DGRAM, 0)
   kUnixStream,     // socket(AF_UNIX, SOCK_STREAM, 0)
@@ -109,7 +111,7 @@ enum class Call {
 const Call kAllCalls[] = {
     Call::kUdp,           Call::kUdp6,   Call::kUnixStream,    Call::kRawTcp,
     Call::kTcpOtherProto, Call::kTcp4,   Call::kTcp6WithFlags, Call::kMptcp,
-    Call::kConnect,       Call::kListen, Call::kIoUringSetup,
+    Call::kTcp4HighBits,  Call::kConnect, Call::kListen, Call::kIoUringSetup,
 };
 
 const char* call_name(Call call) {
@@ -121,6 +123,8 @@ const char* call_name(Call call) {
              "IPPROTO_TCP)";
     case Call::kMptcp:
       return "socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)";
+    case Call::kTcp4HighBits:
+      return "socket(1 << 32 | AF_INET, 1 << 32 | SOCK_STREAM, 1 << 32)";
     case Call::kUdp:
       return "socket(AF_INET, SOCK_DGRAM, 0)";
     case Call::kUdp6:
@@ -160,6 +164,7 @@ bool must_trap(Call call, Mode mode, Strategy strategy, bool deny) {
     case Call::kTcp4:
     case Call::kTcp6WithFlags:
     case Call::kMptcp:
+    case Call::kTcp4HighBits:
       return strategy == Strategy::kEmulate;
     case Call::kConnect:
       return strategy == Strategy::kContinue && mode != Mode::kListen;
@@ -188,6 +193,10 @@ long perform(Call call, int udp) {
                     IPPROTO_TCP);
     case Call::kMptcp:
       return socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP);
+    case Call::kTcp4HighBits: {
+      constexpr long kHigh = 1L << 32;
+      return syscall(SYS_socket, kHigh | AF_INET, kHigh | SOCK_STREAM, kHigh);
+    }
     case Call::kUdp:
       return socket(AF_INET, SOCK_DGRAM, 0);
     case Call::kUdp6:

@@ -23,6 +23,7 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_threads_test 90
   supervise_signals_test 180
   supervise_identity_test 60
+  supervise_arch_test 60
   supervise_dead_peer_test 120
   supervise_fallbacks_test 180
   supervise_addfd_test 120
@@ -36,3 +37,10 @@ while(KEEPALIVE_OPTIONS_TESTS)
     NO_PRETTY_VALUES DISCOVERY_TIMEOUT 30
     PROPERTIES TIMEOUT ${timeout} LABELS supervisor)
 endwhile()
+
+# The 32-bit helper, where it could be built (tests/helpers).
+if(TARGET drop32)
+  target_compile_definitions(supervise_arch_test PRIVATE
+    KEEPALIVE_DROP32_PATH="$<TARGET_FILE:drop32>")
+  add_dependencies(supervise_arch_test drop32)
+endif()

@@ -8,6 +8,7 @@ add_executable(supervisor_unit_test
   command_path_test.cc
   strategy_test.cc
   filter_test.cc
+  filter_arch_test.cc
   launch_test.cc
   task_cache_test.cc
   option_ring_test.cc
