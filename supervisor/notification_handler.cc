@@ -285,9 +285,9 @@ bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   Result<PlacementFiles> files = open_placement(tid, compare_labels_);
   pid_t tgid = 0;
   Result<Identity> identity = task_identity(tid, &tgid);
-  Result<bool> placed =
-      files ? same_placement(*files, *own_placement_, &scratch_)
-            : Result<bool>(std::unexpected(files.error()));
+  Result<bool> placed = files
+                            ? same_placement(*files, *own_placement_, &scratch_)
+                            : Result<bool>(std::unexpected(files.error()));
   if (!still_valid(req.id)) return false;
   if (!identity) {
     warnings_.warn("identity-unreadable",

@@ -75,8 +75,8 @@ Result<void> pread_all(int fd, std::string* out, size_t limit,
   out->resize(limit);
   size_t used = 0;
   while (used < limit) {
-    ssize_t n = pread(fd, out->data() + used, limit - used,
-                      static_cast<off_t>(used));
+    ssize_t n =
+        pread(fd, out->data() + used, limit - used, static_cast<off_t>(used));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error(std::string("read ") + what);
     if (n == 0) break;

@@ -98,8 +98,8 @@ class TaskCache {
   bool caching_ = true;
   size_t max_entries_;  // bounded by the fds they hold (see task_cache.cc)
   std::unordered_map<pid_t, TaskEntry> entries_;
-  std::unordered_map<pid_t, PendingExec> execs_;      // by the exec's tid
-  std::unordered_map<pid_t, int> pending_groups_;     // tgid -> execs_ count
+  std::unordered_map<pid_t, PendingExec> execs_;   // by the exec's tid
+  std::unordered_map<pid_t, int> pending_groups_;  // tgid -> execs_ count
 };
 
 }  // namespace keepalive
