@@ -69,20 +69,19 @@ Result<void> read_netns(const std::string& path, Identity* id) {
   return {};
 }
 
-// Reads `fd` from offset 0 into `out`, at most `limit` bytes.
-Result<void> pread_all(int fd, std::string* out, size_t limit,
-                       const char* what) {
+// Reads `fd` from offset 0 into `out`, at most `limit` bytes, in one
+// pread: /proc's seq_files and attr files hand out their whole text in
+// one read when it fits, and a read at another offset would generate the
+// text again.
+Result<void> pread_once(int fd, std::string* out, size_t limit,
+                        const char* what) {
   out->resize(limit);
-  size_t used = 0;
-  while (used < limit) {
-    ssize_t n =
-        pread(fd, out->data() + used, limit - used, static_cast<off_t>(used));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error(std::string("read ") + what);
-    if (n == 0) break;
-    used += static_cast<size_t>(n);
-  }
-  out->resize(used);
+  ssize_t n;
+  do {
+    n = pread(fd, out->data(), limit, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno_error(std::string("read ") + what);
+  out->resize(static_cast<size_t>(n));
   return {};
 }
 
@@ -211,12 +210,12 @@ Result<PlacementFiles> open_placement(pid_t tid, bool with_label) {
 Result<bool> same_placement(const PlacementFiles& files, const Placement& own,
                             std::string* scratch) {
   // One byte more than ours is enough to tell a longer text apart.
-  auto rc = pread_all(files.cgroups.get(), scratch, own.cgroups.size() + 1,
+  auto rc = pread_once(files.cgroups.get(), scratch, own.cgroups.size() + 1,
                       "/proc/TID/cgroup");
   if (!rc) return std::unexpected(rc.error());
   if (*scratch != own.cgroups) return false;
   if (!files.label.valid()) return true;
-  rc = pread_all(files.label.get(), scratch, own.label.size() + 1,
+  rc = pread_once(files.label.get(), scratch, own.label.size() + 1,
                  "/proc/TID/attr/current");
   if (!rc) return std::unexpected(rc.error());
   return *scratch == own.label;
