@@ -257,7 +257,7 @@ bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   tasks_.exec_returned(tid);
   if (!placement_loaded_) {
     placement_loaded_ = true;
-    own_placement_ = own_placement(&compare_labels_);
+    own_placement_ = own_placement(&placement_kinds_);
   }
   if (!own_placement_) {
     warn_once("placement-own",
@@ -282,7 +282,7 @@ bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   // once the notification is known to be alive afterwards, all of it is
   // known to be of the caller.
   Result<TaskPidfd> pidfd = open_task_pidfd(tid);
-  Result<PlacementFiles> files = open_placement(tid, compare_labels_);
+  Result<PlacementFiles> files = open_placement(tid, placement_kinds_);
   pid_t tgid = 0;
   Result<Identity> identity = task_identity(tid, &tgid);
   Result<bool> placed = files

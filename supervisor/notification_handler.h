@@ -108,7 +108,7 @@ class NotificationHandler {
   // Our own cgroups and LSM context, read by the serving thread at its
   // first emulated socket (the socket takes that thread's).
   bool placement_loaded_ = false;
-  bool compare_labels_ = false;  // an LSM gives us a context
+  PlacementKinds placement_kinds_;  // which parts the kernel gives
   Result<Placement> own_placement_;
   std::string scratch_;
   TaskCache tasks_;

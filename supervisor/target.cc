@@ -179,9 +179,10 @@ Result<TaskPidfd> open_task_pidfd(pid_t tid) {
   return TaskPidfd{UniqueFd(fd), false};
 }
 
-Result<Placement> own_placement(bool* has_label) {
+Result<Placement> own_placement(PlacementKinds* kinds) {
   Placement own;
   Result<std::string> cgroups = read_small_file("/proc/thread-self/cgroup");
+  kinds->cgroups = cgroups.has_value();
   if (cgroups) {
     own.cgroups = std::move(*cgroups);
   } else if (cgroups.error().err != ENOENT) {  // ENOENT: no cgroups at all
@@ -189,17 +190,20 @@ Result<Placement> own_placement(bool* has_label) {
   }
   // EINVAL (no LSM gives a context) or ENOENT: no labels to compare.
   Result<std::string> label = read_small_file("/proc/thread-self/attr/current");
-  *has_label = label.has_value();
+  kinds->label = label.has_value();
   if (label) own.label = std::move(*label);
   return own;
 }
 
-Result<PlacementFiles> open_placement(pid_t tid, bool with_label) {
+Result<PlacementFiles> open_placement(pid_t tid, PlacementKinds kinds) {
   PlacementFiles files;
-  std::string path = proc_path(tid, "cgroup");
-  files.cgroups = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!files.cgroups.valid()) return errno_error("open " + path);
-  if (with_label) {
+  std::string path;
+  if (kinds.cgroups) {
+    path = proc_path(tid, "cgroup");
+    files.cgroups = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!files.cgroups.valid()) return errno_error("open " + path);
+  }
+  if (kinds.label) {
     path = proc_path(tid, "attr/current");
     files.label = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!files.label.valid()) return errno_error("open " + path);
@@ -210,12 +214,14 @@ Result<PlacementFiles> open_placement(pid_t tid, bool with_label) {
 Result<bool> same_placement(const PlacementFiles& files, const Placement& own,
                             std::string* scratch) {
   // One byte more than ours is enough to tell a longer text apart.
-  auto rc = pread_once(files.cgroups.get(), scratch, own.cgroups.size() + 1,
-                      "/proc/TID/cgroup");
-  if (!rc) return std::unexpected(rc.error());
-  if (*scratch != own.cgroups) return false;
+  if (files.cgroups.valid()) {
+    auto rc = pread_once(files.cgroups.get(), scratch, own.cgroups.size() + 1,
+                         "/proc/TID/cgroup");
+    if (!rc) return std::unexpected(rc.error());
+    if (*scratch != own.cgroups) return false;
+  }
   if (!files.label.valid()) return true;
-  rc = pread_once(files.label.get(), scratch, own.label.size() + 1,
+  auto rc = pread_once(files.label.get(), scratch, own.label.size() + 1,
                  "/proc/TID/attr/current");
   if (!rc) return std::unexpected(rc.error());
   return *scratch == own.label;

@@ -50,18 +50,25 @@ struct Placement {
   bool operator==(const Placement&) const = default;
 };
 
-// The calling thread's placement. `has_label` says whether an LSM gives it
-// a context at all (without one, no task has one and labels are not read).
-Result<Placement> own_placement(bool* has_label);
+// What a kernel gives to compare: cgroups (unless built without them) and
+// LSM contexts (only where an LSM gives this task one; then every task has
+// one). What it does not give is never read.
+struct PlacementKinds {
+  bool cgroups = false;
+  bool label = false;
+};
+
+// The calling thread's placement, and which parts of it exist.
+Result<Placement> own_placement(PlacementKinds* kinds);
 
 // Open files of a task's placement, read again (pread at offset 0
 // regenerates them) on each call. They stay bound to the task they were
 // opened for: once it is gone, reads fail with ESRCH.
 struct PlacementFiles {
-  UniqueFd cgroups;
-  UniqueFd label;  // invalid unless labels are compared
+  UniqueFd cgroups;  // invalid unless cgroups are compared
+  UniqueFd label;    // invalid unless labels are compared
 };
-Result<PlacementFiles> open_placement(pid_t tid, bool with_label);
+Result<PlacementFiles> open_placement(pid_t tid, PlacementKinds kinds);
 
 // Whether the task behind `files` sits where `own` says. `scratch` is a
 // buffer the caller keeps, so that the hot path allocates nothing.

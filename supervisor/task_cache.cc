@@ -15,13 +15,16 @@ namespace {
 // epoll keys: an entry's tid, or a pending exec's tid with this bit.
 constexpr uint64_t kExecKey = uint64_t{1} << 32;
 
-// Each entry holds up to three fds; a quarter of the fd limit leaves the
-// rest for the sockets the supervisor makes and hands out.
+// Each entry holds up to three fds. A reserve of 64 stays for the
+// supervisor's own work (the socket it makes for each emulated call among
+// them): at a low fd limit the cache gives way, never emulation.
 size_t entry_limit() {
+  constexpr rlim_t kReserve = 64;
   rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 256;
-  rlim_t quarter = limit.rlim_cur / 4 / 3;
-  return static_cast<size_t>(std::clamp<rlim_t>(quarter, 16, 65536));
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 64;
+  if (limit.rlim_cur <= kReserve) return 0;
+  return static_cast<size_t>(
+      std::min<rlim_t>((limit.rlim_cur - kReserve) / 3, 1 << 20));
 }
 
 }  // namespace
