@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/audit.h>
 #include <poll.h>
 #include <seccomp.h>
 #include <string.h>
@@ -25,6 +26,19 @@ std::string describe(const ApplyReport& report, pid_t pid,
   char line[512];
   format_applied(report, line, sizeof line);
   return "pid " + std::to_string(pid) + " " + line + " [" + how + "]";
+}
+
+// execve or execveat, in any ABI an x86-64 process can call them through
+// (the exec-pending rule must hold whichever it used).
+bool is_exec(const seccomp_data& data) {
+  constexpr int kX32 = 0x40000000;
+  constexpr int kI386Execve = 11, kI386Execveat = 358;
+  constexpr int kX32Execve = kX32 | 520, kX32Execveat = kX32 | 545;
+  if (data.arch == AUDIT_ARCH_I386) {
+    return data.nr == kI386Execve || data.nr == kI386Execveat;
+  }
+  return data.nr == SYS_execve || data.nr == SYS_execveat ||
+         data.nr == kX32Execve || data.nr == kX32Execveat;
 }
 
 }  // namespace
@@ -220,9 +234,7 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
 }
 
 void NotificationHandler::forget_caller(const seccomp_notif& req) {
-  if (req.data.nr == SYS_execve || req.data.nr == SYS_execveat) {
-    return note_exec(req);
-  }
+  if (is_exec(req.data)) return note_exec(req);
   // Nothing known, nothing to forget.
   if (tasks_.size() != 0) tasks_.forget(static_cast<pid_t>(req.pid));
 }
