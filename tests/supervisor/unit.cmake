@@ -11,6 +11,7 @@ add_executable(supervisor_unit_test
   launch_test.cc
   task_cache_test.cc
   log_test.cc
+  target_test.cc
   option_ring_test.cc
 )
 target_link_libraries(supervisor_unit_test PRIVATE
