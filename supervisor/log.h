@@ -2,7 +2,9 @@
 // with the program name, so they never interleave with the target's output.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <unordered_map>
 
 namespace keepalive {
 
@@ -11,5 +13,37 @@ void log_line(const std::string& text);
 
 // Sink for parse_settings warnings (ctx unused).
 void log_warning_sink(const char* line, void* ctx);
+
+// Warnings grouped by kind (a fixed set of names, never a pid), so that a
+// storm of similar events (thousands of children dropping privileges)
+// prints a bounded number of lines: the first kBurst of a kind, then at
+// most one per kIntervalMs, which says how many were suppressed since the
+// last. Memory: one small record per kind.
+class RateLimitedLog {
+ public:
+  static constexpr int kBurst = 5;
+  static constexpr int64_t kIntervalMs = 10'000;
+
+  // Logs `text` (of kind `kind`) unless the kind's budget is spent.
+  void warn(const std::string& kind, const std::string& text);
+  // The same, at monotonic time `now_ms` (for tests).
+  void warn_at(const std::string& kind, const std::string& text,
+               int64_t now_ms);
+  // Logs, for each kind with suppressed warnings, the last one with their
+  // count, and forgets them.
+  void flush();
+
+ private:
+  struct Kind {
+    int printed = 0;
+    int64_t last_ms = 0;  // when the last line of this kind was printed
+    uint64_t suppressed = 0;
+    std::string last_suppressed;
+  };
+  std::unordered_map<std::string, Kind> kinds_;
+};
+
+// " (N similar warnings suppressed)", or nothing when N is 0.
+std::string suppressed_note(uint64_t count);
 
 }  // namespace keepalive

@@ -44,6 +44,7 @@ NotificationHandler::NotificationHandler(int listener, HandlerOptions options)
 }
 
 NotificationHandler::~NotificationHandler() {
+  warnings_.flush();
   if (req_ != nullptr) seccomp_notify_free(req_, resp_);
 }
 
@@ -64,16 +65,17 @@ void NotificationHandler::serve(int stop_fd) {
     if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       log_line(SysError{errno, "poll"}.message());
-      return;
+      break;
     }
-    if (fds[2].revents != 0) return;
+    if (fds[2].revents != 0) break;
     if (fds[1].revents != 0) tasks_.drop_exited();
     if (fds[0].revents & POLLIN) {
       handle_next(true);
     } else if (fds[0].revents != 0) {
-      return;  // POLLHUP: every task under the filter is gone
+      break;  // POLLHUP: every task under the filter is gone
     }
   }
+  warnings_.flush();
 }
 
 void NotificationHandler::handle_next(bool exits_checked) {
@@ -120,8 +122,11 @@ void NotificationHandler::handle_next(bool exits_checked) {
       note_io_uring(req);
       break;
     case CallKind::kIdentity:
-    case CallKind::kExec:
       forget_caller(req);
+      let_through(req.id);
+      break;
+    case CallKind::kExec:
+      note_exec(req);
       let_through(req.id);
       break;
     case CallKind::kOther:
@@ -259,66 +264,132 @@ void NotificationHandler::apply_in_place(const seccomp_notif& req, Mode mode) {
 }
 
 void NotificationHandler::forget_caller(const seccomp_notif& req) {
-  // Nothing known, nothing to forget: the command's own first exec reads
-  // nothing from /proc.
-  if (tasks_.size() == 0) return;
+  // Nothing known, nothing to forget.
+  if (tasks_.size() != 0) tasks_.forget(static_cast<pid_t>(req.pid));
+}
+
+void NotificationHandler::note_exec(const seccomp_notif& req) {
   pid_t tid = static_cast<pid_t>(req.pid);
-  if (classify_call(req.data.arch, req.data.nr) != CallKind::kExec) {
-    tasks_.forget(tid);
+  Result<ExecWatch> watch = watch_exec(tid);
+  tasks_.forget(tid);
+  // Invalid: the caller died or a signal interrupted its call, so no exec
+  // runs from this notification (a restarted one comes back as a new one).
+  if (seccomp_notify_id_valid(listener_, req.id) != 0) return;
+  if (!watch) {
+    // Without knowing when the exec ends, no verdict is safe: the cache
+    // turns itself off.
+    tasks_.mark_exec_pending(tid, 0, UniqueFd());
+    warn_once("exec-watch", "cannot watch an exec by pid " +
+                                std::to_string(tid) + " (" +
+                                watch.error().message() +
+                                "); every later socket() is judged anew");
     return;
   }
   // An exec ends the other threads, and the caller takes over the thread
-  // group leader's tid: what was known of the leader's tid is stale too.
-  pid_t tgid = 0;
-  if (TaskEntry* entry = tasks_.find(tid); entry != nullptr) tgid = entry->tgid;
-  if (tgid == 0) {
-    Result<pid_t> group = thread_group_of(tid);
-    tgid = group ? *group : tid;
+  // group leader's tid: what was known of the whole group is stale.
+  tasks_.forget_group(watch->tgid);
+  if (!watch->by_leader) {
+    tasks_.mark_exec_pending(tid, watch->tgid, std::move(watch->fd));
   }
-  tasks_.forget(tid);
-  tasks_.forget_group(tgid);
 }
 
 bool NotificationHandler::identity_matches(const seccomp_notif& req) {
   pid_t tid = static_cast<pid_t>(req.pid);
+  tasks_.exec_returned(tid);
+  if (!placement_loaded_) {
+    placement_loaded_ = true;
+    own_placement_ = own_placement(&placement_kinds_);
+  }
+  if (!own_placement_) {
+    warn_once("placement-own",
+              "cannot read the supervisor's own cgroups (" +
+                  own_placement_.error().message() +
+                  "); TCP sockets get no options (use --strategy continue)");
+    let_through(req.id);
+    return false;
+  }
   if (TaskEntry* entry = tasks_.find(tid);
       entry != nullptr && entry->identity_known) {
-    if (!entry->identity_matches) let_through(req.id);
-    return entry->identity_matches;
+    if (!entry->identity_matches) {
+      let_through(req.id);
+      return false;
+    }
+    return placement_matches(
+        req, entry,
+        same_placement(entry->placement, *own_placement_, &scratch_));
   }
   // First socket of this thread (or first since it changed identity). The
-  // pidfd is opened before /proc is read so that, once the notification is
-  // known to be alive afterwards, both are known to be of the caller.
+  // pidfd and the placement files are opened before /proc is read so that,
+  // once the notification is known to be alive afterwards, all of it is
+  // known to be of the caller.
   Result<TaskPidfd> pidfd = open_task_pidfd(tid);
+  Result<PlacementFiles> files = open_placement(tid, placement_kinds_);
   pid_t tgid = 0;
   Result<Identity> identity = task_identity(tid, &tgid);
+  Result<bool> placed = files
+                            ? same_placement(*files, *own_placement_, &scratch_)
+                            : Result<bool>(std::unexpected(files.error()));
   if (!still_valid(req.id)) return false;
   if (!identity) {
-    warn_once("identity-unreadable",
-              "cannot tell whether pid " + std::to_string(tid) +
-                  " has the supervisor's credentials and network "
-                  "namespace (" + identity.error().message() +
-                  "); its TCP sockets get no options");
+    warnings_.warn("identity-unreadable",
+                   "cannot tell whether pid " + std::to_string(tid) +
+                       " has the supervisor's credentials and network "
+                       "namespace (" + identity.error().message() +
+                       "); its TCP sockets get no options");
     let_through(req.id);
     return false;
   }
   bool matches = *identity == options_.own;
-  if (pidfd && pidfd->of_task) {
-    if (TaskEntry* entry = tasks_.insert(tid, std::move(pidfd->fd))) {
+  TaskEntry* entry = nullptr;
+  // No verdict is stored while an exec may still hand the leader's tid
+  // to another program (see task_cache.h).
+  if (pidfd && pidfd->of_task && files && tgid != 0 &&
+      !tasks_.exec_pending(tgid)) {
+    entry = tasks_.insert(tid, std::move(pidfd->fd));
+    if (entry != nullptr) {
       entry->tgid = tgid;
       entry->identity_known = true;
       entry->identity_matches = matches;
+      entry->placement = std::move(*files);
     }
   }
   if (!matches) {
-    warn_once("identity:" + std::to_string(tid),
-              "pid " + std::to_string(tid) +
-                  " runs with other credentials or in another network "
-                  "namespace than the supervisor; its TCP sockets get no "
-                  "options (use --strategy continue to cover it)");
+    warnings_.warn("identity",
+                   "pid " + std::to_string(tid) +
+                       " runs with other credentials or in another network "
+                       "namespace than the supervisor; its TCP sockets get "
+                       "no options (use --strategy continue to cover it)");
     let_through(req.id);
+    return false;
   }
-  return matches;
+  return placement_matches(req, entry, placed);
+}
+
+bool NotificationHandler::placement_matches(const seccomp_notif& req,
+                                            TaskEntry* entry,
+                                            const Result<bool>& same) {
+  if (same && *same) return true;
+  std::string pid = std::to_string(req.pid);
+  if (!same) {
+    warnings_.warn("placement-unreadable",
+                   "cannot tell whether pid " + pid +
+                       " is in the supervisor's cgroups with its security "
+                       "label (" + same.error().message() +
+                       "); its TCP sockets get no options (use --strategy "
+                       "continue to cover it)");
+  } else if (entry == nullptr || !entry->placement_warned) {
+    // Once per thread: the placement is read again on every call.
+    if (entry != nullptr) entry->placement_warned = true;
+    warnings_.warn("placement",
+                   "pid " + pid +
+                       " is in other cgroups or has another security label "
+                       "than the supervisor; its TCP sockets get no options "
+                       "(firewall rules and cgroup programs judge a socket "
+                       "by its creator's; use --strategy continue to cover "
+                       "it)");
+  }
+  let_through(req.id);
+  return false;
 }
 
 void NotificationHandler::note_io_uring(const seccomp_notif& req) {

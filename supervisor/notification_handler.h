@@ -17,6 +17,7 @@
 #include "common/settings.h"
 #include "common/socket_options.h"
 #include "supervisor/config.h"
+#include "supervisor/log.h"
 #include "supervisor/option_ring.h"
 #include "supervisor/target.h"
 #include "supervisor/task_cache.h"
@@ -84,8 +85,15 @@ class NotificationHandler {
   // namespace: judge it again at its next socket().
   void forget_caller(const seccomp_notif& req);
   // Whether the caller has our credentials and network namespace (cached
-  // per thread); when not, the call has been let through.
+  // per thread) and sits in our cgroups with our LSM context (compared on
+  // every call); when not, the call has been let through.
   bool identity_matches(const seccomp_notif& req);
+  // The placement part of identity_matches, for a caller whose credentials
+  // match; `entry` is its cache entry or nullptr.
+  bool placement_matches(const seccomp_notif& req, TaskEntry* entry,
+                         const Result<bool>& fresh);
+  // Before an exec by a non-leader thread runs: see task_cache.h.
+  void note_exec(const seccomp_notif& req);
   void apply_in_place(const seccomp_notif& req, Mode mode);
   void note_io_uring(const seccomp_notif& req);
   // Answers with SECCOMP_USER_NOTIF_FLAG_CONTINUE.
@@ -95,7 +103,8 @@ class NotificationHandler {
   void note_options_path();
   // Logs each option that failed, once per option, value and errno.
   void log_failures(const ApplyReport& report);
-  // Logs `text` the first time `key` is seen.
+  // Logs `text` the first time `key` is seen; `key` is one of a bounded
+  // set (an option's failure, a fixed condition), never a pid.
   void warn_once(const std::string& key, const std::string& text);
 
   int listener_;
@@ -109,6 +118,13 @@ class NotificationHandler {
   bool received_any_ = false;
   uint64_t last_id_ = 0;  // of the last notification received
   std::set<std::string> warned_;
+  RateLimitedLog warnings_;  // per-kind, for events that come per task
+  // Our own cgroups and LSM context, read by the serving thread at its
+  // first emulated socket (the socket takes that thread's).
+  bool placement_loaded_ = false;
+  PlacementKinds placement_kinds_;  // which parts the kernel gives
+  Result<Placement> own_placement_;
+  std::string scratch_;
   TaskCache tasks_;
   OptionRing options_ring_;  // used by the serving thread only
 };

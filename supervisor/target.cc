@@ -69,6 +69,34 @@ Result<void> read_netns(const std::string& path, Identity* id) {
   return {};
 }
 
+// Reads `fd` from offset 0 into `out`, at most `limit` bytes, in one
+// pread: /proc's seq_files and attr files hand out their whole text in
+// one read when it fits, and a read at another offset would generate the
+// text again.
+Result<void> pread_once(int fd, std::string* out, size_t limit,
+                        const char* what) {
+  out->resize(limit);
+  ssize_t n;
+  do {
+    n = pread(fd, out->data(), limit, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno_error(std::string("read ") + what);
+  out->resize(static_cast<size_t>(n));
+  return {};
+}
+
+// Whether PIDFD_THREAD works is probed once, on ourselves: learnt from a
+// target's task, the EINVAL of a task that happens to be exiting would be
+// taken for an old kernel for good, and every later thread would go the
+// leader's way (which newer kernels answer with ENOENT, not EINVAL).
+bool pidfd_thread_works() {
+  static const bool works = [] {
+    UniqueFd self(sys::pidfd_open(getpid(), PIDFD_THREAD));
+    return self.valid();
+  }();
+  return works;
+}
+
 }  // namespace
 
 Result<Identity> own_identity() {
@@ -130,15 +158,7 @@ Result<pid_t> thread_group_of(pid_t tid) {
 }
 
 Result<TaskPidfd> open_task_pidfd(pid_t tid) {
-  // Whether PIDFD_THREAD works is probed once, on ourselves: learnt from a
-  // target's task, the EINVAL of a task that happens to be exiting would
-  // be taken for an old kernel for good, and every later thread would go
-  // the leader's way (which newer kernels answer with ENOENT, not EINVAL).
-  static const bool thread_flag_works = [] {
-    UniqueFd self(sys::pidfd_open(getpid(), PIDFD_THREAD));
-    return self.valid();
-  }();
-  if (thread_flag_works) {
+  if (pidfd_thread_works()) {
     int fd = sys::pidfd_open(tid, PIDFD_THREAD);
     if (fd >= 0) return TaskPidfd{UniqueFd(fd), true};
     if (errno == EINVAL) errno = ESRCH;  // the flag works: the task is dying
@@ -157,6 +177,77 @@ Result<TaskPidfd> open_task_pidfd(pid_t tid) {
     return errno_error("pidfd_open");
   }
   return TaskPidfd{UniqueFd(fd), false};
+}
+
+Result<Placement> own_placement(PlacementKinds* kinds) {
+  Placement own;
+  Result<std::string> cgroups = read_small_file("/proc/thread-self/cgroup");
+  kinds->cgroups = cgroups.has_value();
+  if (cgroups) {
+    own.cgroups = std::move(*cgroups);
+  } else if (cgroups.error().err != ENOENT) {  // ENOENT: no cgroups at all
+    return std::unexpected(cgroups.error());
+  }
+  // EINVAL (no LSM gives a context) or ENOENT: no labels to compare.
+  Result<std::string> label = read_small_file("/proc/thread-self/attr/current");
+  kinds->label = label.has_value();
+  if (label) own.label = std::move(*label);
+  return own;
+}
+
+Result<PlacementFiles> open_placement(pid_t tid, PlacementKinds kinds) {
+  PlacementFiles files;
+  std::string path;
+  if (kinds.cgroups) {
+    path = proc_path(tid, "cgroup");
+    files.cgroups = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!files.cgroups.valid()) return errno_error("open " + path);
+  }
+  if (kinds.label) {
+    path = proc_path(tid, "attr/current");
+    files.label = UniqueFd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!files.label.valid()) return errno_error("open " + path);
+  }
+  return files;
+}
+
+Result<bool> same_placement(const PlacementFiles& files, const Placement& own,
+                            std::string* scratch) {
+  // One byte more than ours is enough to tell a longer text apart.
+  if (files.cgroups.valid()) {
+    auto rc = pread_once(files.cgroups.get(), scratch, own.cgroups.size() + 1,
+                         "/proc/TID/cgroup");
+    if (!rc) return std::unexpected(rc.error());
+    if (*scratch != own.cgroups) return false;
+  }
+  if (!files.label.valid()) return true;
+  auto rc = pread_once(files.label.get(), scratch, own.label.size() + 1,
+                 "/proc/TID/attr/current");
+  if (!rc) return std::unexpected(rc.error());
+  return *scratch == own.label;
+}
+
+Result<ExecWatch> watch_exec(pid_t tid) {
+  ExecWatch watch;
+  // Only a thread group leader has a pidfd without PIDFD_THREAD.
+  if (UniqueFd leader(sys::pidfd_open(tid, 0)); leader.valid()) {
+    watch.tgid = tid;
+    watch.by_leader = true;
+    return watch;
+  }
+  if (errno != EINVAL && errno != ENOENT) return errno_error("pidfd_open");
+  Result<pid_t> tgid = thread_group_of(tid);
+  if (!tgid) return std::unexpected(tgid.error());
+  watch.tgid = *tgid;
+  if (watch.tgid == tid) return std::unexpected(SysError{ESRCH, "pidfd_open"});
+  int fd = pidfd_thread_works() ? sys::pidfd_open(tid, PIDFD_THREAD)
+                                : sys::pidfd_open(watch.tgid, 0);
+  if (fd < 0) {
+    if (errno == EINVAL) errno = ESRCH;
+    return errno_error("pidfd_open");
+  }
+  watch.fd = UniqueFd(fd);
+  return watch;
 }
 
 }  // namespace keepalive

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -34,6 +35,60 @@ Result<Identity> task_identity(pid_t tid, pid_t* tgid = nullptr);
 
 // The thread group id of `tid`, from /proc/TID/status.
 Result<pid_t> thread_group_of(pid_t tid);
+
+// Where a socket's creator sits, besides its credentials: its cgroups (a
+// socket takes the cgroup v2 path, which nft "socket cgroupv2" rules and
+// cgroup BPF programs judge, and the v1 net_cls classid and net_prio index
+// from its creator) and its LSM context (the socket's security label). A
+// task changes either without a system call the filter sees (a write to
+// cgroup.procs, possibly by another process), so they are compared on
+// every emulated call, never cached.
+struct Placement {
+  std::string cgroups;  // /proc/TID/cgroup, every hierarchy, verbatim
+  std::string label;    // /proc/TID/attr/current; empty without an LSM
+
+  bool operator==(const Placement&) const = default;
+};
+
+// What a kernel gives to compare: cgroups (unless built without them) and
+// LSM contexts (only where an LSM gives this task one; then every task has
+// one). What it does not give is never read.
+struct PlacementKinds {
+  bool cgroups = false;
+  bool label = false;
+};
+
+// The calling thread's placement, and which parts of it exist.
+Result<Placement> own_placement(PlacementKinds* kinds);
+
+// Open files of a task's placement, read again (pread at offset 0
+// regenerates them) on each call. They stay bound to the task they were
+// opened for: once it is gone, reads fail with ESRCH.
+struct PlacementFiles {
+  UniqueFd cgroups;  // invalid unless cgroups are compared
+  UniqueFd label;    // invalid unless labels are compared
+};
+Result<PlacementFiles> open_placement(pid_t tid, PlacementKinds kinds);
+
+// Whether the task behind `files` sits where `own` says. `scratch` is a
+// buffer the caller keeps, so that the hot path allocates nothing.
+Result<bool> same_placement(const PlacementFiles& files, const Placement& own,
+                            std::string* scratch);
+
+// What tells the supervisor that an exec started by thread `tid` is over.
+struct ExecWatch {
+  pid_t tgid = 0;
+  // The exec runs in the thread group leader, which keeps its tid: no
+  // other task can take over a tid while it runs (fd stays invalid).
+  bool by_leader = false;
+  // Otherwise: readable once `tid`'s old tid is released (the exec
+  // succeeded and took over the leader's tid, or the thread died), with
+  // PIDFD_THREAD; before Linux 6.9, once the whole thread group has exited.
+  UniqueFd fd;
+};
+// Callers check afterwards that the exec's notification is still valid,
+// so that a recycled tid cannot fool them.
+Result<ExecWatch> watch_exec(pid_t tid);
 
 struct TaskPidfd {
   UniqueFd fd;

@@ -15,6 +15,22 @@
 // that can change its credentials or network namespace; the filter traps
 // those, and the handler forgets the thread, or its whole thread group on
 // exec (see filter.h).
+//
+// Exec needs more than forgetting. A non-leader thread T that execs takes
+// over the leader's tid (de_thread, exchange_tids) once the other threads
+// are dead, and the leader's PIDFD_THREAD pidfd, whose struct pid now
+// belongs to T, never reports an exit. A verdict stored for the leader
+// after the exec was trapped (the leader's socket() answered between the
+// trap and de_thread) would then be trusted for the new program. So a
+// trapped exec by a non-leader marks its thread group "exec pending", and
+// no verdict is stored for the group until T's old tid is released (T's
+// PIDFD_THREAD pidfd turns readable: the exec took over the leader's tid,
+// or T died), T makes another call (its exec failed), or, before Linux
+// 6.9, the whole group has exited. An exec by the leader needs no mark: the
+// leader keeps its tid and makes no call while inside execve, and the
+// threads that it kills have tids of their own. Judging anew (uncached) is
+// always sound: de_thread kills the other threads, which withdraws their
+// pending notifications, so the validity check after reading /proc fails.
 #pragma once
 
 #include <sys/types.h>
@@ -23,6 +39,7 @@
 #include <unordered_map>
 
 #include "common/unique_fd.h"
+#include "supervisor/target.h"
 
 namespace keepalive {
 
@@ -31,6 +48,8 @@ struct TaskEntry {
   pid_t tgid = 0;                 // its thread group, when known (else 0)
   bool identity_known = false;    // identity_matches is meaningful
   bool identity_matches = false;  // same credentials and netns as ours
+  PlacementFiles placement;       // compared on every call
+  bool placement_warned = false;  // a mismatch was reported for it
 };
 
 class TaskCache {
@@ -49,16 +68,38 @@ class TaskCache {
   void forget(pid_t tid) { entries_.erase(tid); }
   void forget_group(pid_t tgid);
 
+  // Thread `tid` of `tgid` started an exec; `watch` (ExecWatch::fd) turns
+  // readable once it is over. Until then exec_pending(tgid) is true. If the
+  // watch cannot be kept, nothing is cached any more, for good.
+  void mark_exec_pending(pid_t tid, pid_t tgid, UniqueFd watch);
+  // Thread `tid` made a call, so it is not inside an exec (any more).
+  void exec_returned(pid_t tid);
+  // Whether no verdict may be stored for thread group `tgid`.
+  bool exec_pending(pid_t tgid) const {
+    return !caching_ || pending_groups_.contains(tgid);
+  }
+
   // Readable when a cached thread has exited; -1 without an epoll set.
   int exits_fd() const { return exits_.get(); }
   // Drops the entries of every thread that has exited.
   void drop_exited();
 
   size_t size() const { return entries_.size(); }
+  size_t pending_execs() const { return execs_.size(); }
 
  private:
+  struct PendingExec {
+    pid_t tgid = 0;
+    UniqueFd watch;
+  };
+  void drop_exec(pid_t tid);
+
   UniqueFd exits_;
+  bool caching_ = true;
+  size_t max_entries_;  // bounded by the fds they hold (see task_cache.cc)
   std::unordered_map<pid_t, TaskEntry> entries_;
+  std::unordered_map<pid_t, PendingExec> execs_;   // by the exec's tid
+  std::unordered_map<pid_t, int> pending_groups_;  // tgid -> execs_ count
 };
 
 }  // namespace keepalive

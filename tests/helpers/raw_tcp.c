@@ -86,6 +86,18 @@
 //       then "newfds calls=N errors=E wrong=W first_wrong=FD missing=M
 //       fdleak=L" (missing: sockets without SO_KEEPALIVE); exit 0 only if
 //       W is 0.
+//   exec-race ROUNDS PROGRAM [ARG...]
+//       ROUNDS times, one after the other: a child whose main thread loops
+//       on socket()+close while a second thread, once the loop runs, execs
+//       PROGRAM (which takes over the main thread's tid). Prints "exec-race
+//       rounds=R" when every child has been reaped.
+//   drop-children N UID
+//       N children, one after the other, each of which drops to UID (groups
+//       and gid too), makes one TCP socket and exits. Prints "drop-children
+//       n=N" when every child has been reaped.
+//   owner N
+//       N times: a TCP socket listening on an ephemeral loopback port; prints
+//       "owner uid=U euid=E" with U the owner /proc/net/tcp gives it.
 //
 // Options are printed as "NAME=VALUE" pairs, NAME as in strace.
 #define _GNU_SOURCE
@@ -974,6 +986,100 @@ static int cmd_newfds(int argc, char** argv) {
   return wrong == 0 ? 0 : 1;
 }
 
+// ---- exec race and socket owners -----------------------------------------
+
+static volatile int race_sockets;  // made by the looping main thread
+
+static void* race_exec_main(void* arg) {
+  char** argv = arg;
+  // Exec while the main thread is in the middle of its loop.
+  while (__atomic_load_n(&race_sockets, __ATOMIC_ACQUIRE) < 3) sched_yield();
+  execv(argv[0], argv);
+  die("execv");
+  return NULL;
+}
+
+static int cmd_exec_race(int argc, char** argv) {
+  if (argc < 2) die("usage: exec-race ROUNDS PROGRAM [ARG...]");
+  int rounds = parse_int(argv[0]);
+  for (int i = 0; i < rounds; ++i) {
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+      pthread_t thread;
+      if (pthread_create(&thread, NULL, race_exec_main, argv + 1) != 0) {
+        die("pthread_create");
+      }
+      for (;;) {  // ends when the exec kills this thread
+        int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
+        if (fd >= 0) close(fd);
+        __atomic_add_fetch(&race_sockets, 1, __ATOMIC_RELEASE);
+      }
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child) die("waitpid");
+  }
+  emit("exec-race rounds=%d\n", rounds);
+  return 0;
+}
+
+static int cmd_drop_children(int argc, char** argv) {
+  if (argc < 2) die("usage: drop-children N UID");
+  int count = parse_int(argv[0]);
+  uid_t uid = (uid_t)parse_int(argv[1]);
+  for (int i = 0; i < count; ++i) {
+    pid_t child = fork();
+    if (child < 0) die("fork");
+    if (child == 0) {
+      if (setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
+          setresuid(uid, uid, uid) != 0) {
+        die("dropping privileges");
+      }
+      int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
+      _exit(fd < 0 ? 1 : 0);
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child) die("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("child failed");
+  }
+  emit("drop-children n=%d\n", count);
+  return 0;
+}
+
+// The uid /proc/net/tcp gives the IPv4 socket listening on loopback:port.
+static long tcp_owner(int port) {
+  FILE* table = fopen("/proc/net/tcp", "re");
+  if (table == NULL) return -1;
+  char line[512];
+  long owner = -1;
+  while (fgets(line, sizeof line, table) != NULL) {
+    unsigned local_port, state;
+    long uid;
+    if (sscanf(line, " %*d: %*x:%x %*x:%*x %x %*x:%*x %*x:%*x %*x %ld",
+               &local_port, &state, &uid) == 3 &&
+        (int)local_port == port && state == 0x0A) {
+      owner = uid;
+      break;
+    }
+  }
+  fclose(table);
+  return owner;
+}
+
+static int cmd_owner(int argc, char** argv) {
+  if (argc < 1) die("usage: owner N");
+  int count = parse_int(argv[0]);
+  for (int i = 0; i < count; ++i) {
+    int fd = raw_socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) die("socket");
+    if (bind_loopback(fd, AF_INET) != 0) die("bind");
+    if (raw_listen(fd, 1) != 0) die("listen");
+    emit("owner uid=%ld euid=%d\n", tcp_owner(local_port(fd)), (int)geteuid());
+    close(fd);
+  }
+  return 0;
+}
+
 // ---- main ----------------------------------------------------------------
 
 static int dispatch(int argc, char** argv) {
@@ -998,6 +1104,11 @@ static int dispatch(int argc, char** argv) {
   if (strcmp(cmd, "errnos") == 0) return cmd_errnos();
   if (strcmp(cmd, "fdlimit") == 0) return cmd_fdlimit();
   if (strcmp(cmd, "newfds") == 0) return cmd_newfds(argc - 1, argv + 1);
+  if (strcmp(cmd, "exec-race") == 0) return cmd_exec_race(argc - 1, argv + 1);
+  if (strcmp(cmd, "drop-children") == 0) {
+    return cmd_drop_children(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "owner") == 0) return cmd_owner(argc - 1, argv + 1);
   emit("error unknown command '%s'\n", cmd);
   return 2;
 }

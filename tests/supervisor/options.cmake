@@ -24,6 +24,8 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_signals_test 180
   supervise_identity_test 60
   supervise_arch_test 60
+  supervise_cgroup_test 60
+  supervise_exec_race_test 60
   supervise_dead_peer_test 120
   supervise_fallbacks_test 180
   supervise_addfd_test 120

@@ -96,5 +96,41 @@ TEST(TaskCacheTest, DropExitedKeepsOnlyLiveTasks) {
   EXPECT_NE(cache.find(alive.pid), nullptr);
 }
 
+// An exec by a non-leader thread holds its group's verdicts back until
+// the watch reports the exec over (here: the watched task exits), or the
+// thread makes another call (its exec failed).
+TEST(TaskCacheTest, ExecPendingLastsUntilTheWatchFires) {
+  Sleeper execing;
+  TaskCache cache;
+  constexpr pid_t kGroup = 4242;
+  EXPECT_FALSE(cache.exec_pending(kGroup));
+  cache.mark_exec_pending(execing.pid, kGroup,
+                          UniqueFd(sys::pidfd_open(execing.pid, 0)));
+  EXPECT_TRUE(cache.exec_pending(kGroup));
+  EXPECT_FALSE(cache.exec_pending(kGroup + 1));
+  cache.drop_exited();
+  EXPECT_TRUE(cache.exec_pending(kGroup)) << "dropped while the task lives";
+  cache.exec_returned(execing.pid);
+  EXPECT_FALSE(cache.exec_pending(kGroup));
+
+  cache.mark_exec_pending(execing.pid, kGroup,
+                          UniqueFd(sys::pidfd_open(execing.pid, 0)));
+  execing.end();
+  cache.drop_exited();
+  EXPECT_FALSE(cache.exec_pending(kGroup));
+  EXPECT_EQ(cache.pending_execs(), 0u);
+}
+
+TEST(TaskCacheTest, AnExecThatCannotBeWatchedStopsCaching) {
+  Sleeper child;
+  TaskCache cache;
+  cache.insert(child.pid, UniqueFd(sys::pidfd_open(child.pid, 0)));
+  cache.mark_exec_pending(child.pid, child.pid, UniqueFd());
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_TRUE(cache.exec_pending(12345));
+  EXPECT_EQ(cache.insert(child.pid, UniqueFd(sys::pidfd_open(child.pid, 0))),
+            nullptr);
+}
+
 }  // namespace
 }  // namespace keepalive

@@ -11,6 +11,8 @@ add_executable(supervisor_unit_test
   filter_arch_test.cc
   launch_test.cc
   task_cache_test.cc
+  log_test.cc
+  target_test.cc
   option_ring_test.cc
 )
 target_link_libraries(supervisor_unit_test PRIVATE

@@ -1,0 +1,162 @@
+// A socket takes its cgroup from its creator, and nftables' "socket
+// cgroupv2" match (like cgroup BPF programs) judges it by that. A command
+// that moves itself into cgroup `box`, where a rule drops its traffic to a
+// port, must stay blocked under the supervisor: emulation would create the
+// socket in the supervisor's cgroup and let it through, so the supervisor
+// must leave such a call to the kernel.
+//
+// The body needs a private network namespace (for the rule) and cgroup2
+// mounted on /sys/fs/cgroup (where nft resolves the path): the test re-runs
+// itself under `unshare -n -m`, and the inner run mounts cgroup2 there in
+// its private mount namespace unless it already is.
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <net/if.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+
+#include "tests/supervisor/options_harness.h"
+
+namespace keepalive::tests {
+namespace {
+
+constexpr const char* kInnerVariable = "SUPERVISE_CGROUP_TEST_INNER";
+constexpr const char* kUnshare = "/usr/bin/unshare";
+constexpr const char* kNft = "/usr/sbin/nft";
+constexpr const char* kCgroupRoot = "/sys/fs/cgroup";
+constexpr long kCgroup2Magic = 0x63677270;  // CGROUP2_SUPER_MAGIC
+
+std::string self_path() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n <= 0 ? "" : std::string(buf, n);
+}
+
+bool bring_up_loopback() {
+  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq req{};
+  strncpy(req.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(fd.get(), SIOCGIFFLAGS, &req) != 0) return false;
+  req.ifr_flags |= IFF_UP;
+  return ioctl(fd.get(), SIOCSIFFLAGS, &req) == 0;
+}
+
+bool is_cgroup2(const char* path) {
+  struct statfs fs {};
+  return statfs(path, &fs) == 0 && fs.f_type == kCgroup2Magic;
+}
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+class CgroupFirewall : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for namespaces and nft";
+    if (access(kNft, X_OK) != 0) {
+      GTEST_SKIP() << kNft << " is missing (Debian package nftables)";
+    }
+  }
+  void run_outside();
+  void run_inside();
+};
+
+void CgroupFirewall::run_outside() {
+  RunOutcome probe = run({kUnshare, "-n", "-m", "true"}, {}, 10s);
+  if (probe.exit_code != 0) {
+    GTEST_SKIP() << "namespaces refused here (unshare -n -m: " << probe.err
+                 << ")";
+  }
+  const ::testing::TestInfo* me =
+      ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string filter = std::string(me->test_suite_name()) + "." + me->name();
+  RunOutcome inner = run({kUnshare, "-n", "-m", "--propagation", "private",
+                          "--", self_path(), "--gtest_filter=" + filter},
+                         {std::string(kInnerVariable) + "=1"}, 40s);
+  std::string transcript = "--- inner run ---\n" + inner.out + inner.err;
+  if (inner.out.find("[  SKIPPED ] 1 test") != std::string::npos) {
+    GTEST_SKIP() << transcript;
+  }
+  ASSERT_TRUE(inner.exit_code) << "inner run still going after 40 s\n"
+                               << transcript;
+  EXPECT_EQ(*inner.exit_code, 0) << transcript;
+  EXPECT_NE(inner.out.find("[  PASSED  ] 1 test"), std::string::npos)
+      << transcript;
+}
+
+void CgroupFirewall::run_inside() {
+  ASSERT_TRUE(bring_up_loopback()) << strerror(errno);
+  // nft resolves "socket cgroupv2" paths under /sys/fs/cgroup only.
+  if (!is_cgroup2(kCgroupRoot) &&
+      mount("none", kCgroupRoot, "cgroup2", 0, nullptr) != 0) {
+    GTEST_SKIP() << "cannot mount cgroup2 on " << kCgroupRoot << ": "
+                 << strerror(errno);
+  }
+  std::string name = "keepalive-box-" + std::to_string(getpid());
+  std::string dir = std::string(kCgroupRoot) + "/" + name;
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0) << dir << ": " << strerror(errno);
+  Listener server;
+  std::string port = std::to_string(server.port());
+  for (const std::string& command :
+       {std::string("add table inet keepalive_test"),
+        std::string("add chain inet keepalive_test o { type filter hook "
+                    "output priority 0; }"),
+        "add rule inet keepalive_test o socket cgroupv2 level 1 \"" + name +
+            "\" tcp dport " + port + " drop"}) {
+    RunOutcome nft = run({kNft, command});  // nft joins its arguments
+    ASSERT_EQ(nft.exit_code, 0) << command << ": " << nft.err;
+  }
+  // The command moves itself into the box, then connects.
+  std::vector<std::string> boxed = {"/bin/sh", "-c",
+                                    "echo $$ > " + dir +
+                                        "/cgroup.procs && exec " +
+                                        raw_tcp_path() + " connect " + port};
+  struct Run {
+    const char* name;
+    std::vector<std::string> argv;
+  };
+  for (const Run& r :
+       {Run{"bare", boxed},
+        Run{"emulate", supervised({"--strategy", "emulate"}, boxed)},
+        Run{"auto", supervised({"--strategy", "auto"}, boxed)}}) {
+    SCOPED_TRACE(r.name);
+    Child target(r.argv);
+    // The rule drops the SYN: the connect hangs in its retries.
+    EXPECT_FALSE(target.wait_line("connected", 1500ms))
+        << "the firewall rule did not apply\n"
+        << target.transcript();
+    EXPECT_FALSE(server.accept(100ms).valid());
+    target.signal_group(SIGKILL);
+    target.wait_exit(5s);
+    if (std::string(r.name) != "bare") {
+      EXPECT_EQ(count_of(target.err(), "other cgroups"), 1u)
+          << target.transcript();
+    }
+  }
+  rmdir(dir.c_str());
+}
+
+TEST_F(CgroupFirewall, BoxedCommandStaysBlocked) {
+  if (getenv(kInnerVariable) == nullptr) {
+    run_outside();
+  } else {
+    run_inside();
+  }
+}
+
+}  // namespace
+}  // namespace keepalive::tests
