@@ -19,6 +19,12 @@ namespace keepalive::tests {
 using std::chrono::milliseconds;
 using namespace std::chrono_literals;
 
+// How many fds emulation may leave in a target before it stops emulating,
+// without WAIT_KILLABLE_RECV: kMaxLeakedFds in
+// supervisor/notification_handler.h (these tests build as C++20, the
+// supervisor's headers need C++23).
+inline constexpr long long kMaxLeakedFds = 32;
+
 // Paths of the programs under test, fixed at build time.
 std::string supervise_path();
 std::string raw_tcp_path();

@@ -195,9 +195,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- signals to the program, without WAIT_KILLABLE_RECV -------------------
 
-// The kernel's limit on fds left behind before emulation stops; see
-// kMaxLeakedFds in supervisor/notification_handler.h.
-constexpr long long kMaxLeaked = 32;
+// How many fds emulation may leave behind before it stops.
+constexpr long long kMaxLeaked = kMaxLeakedFds;
 
 // Without WAIT_KILLABLE_RECV (faked: Linux 5.14-5.18, and 5.9-5.13 without
 // ADDFD_FLAG_SEND either) a signal between adding the fd and answering

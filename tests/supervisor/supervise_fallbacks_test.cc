@@ -257,7 +257,9 @@ TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
         EXPECT_EQ(result["fdleak"], 0) << line;
         EXPECT_EQ(result["missing"], 0) << line;
       } else {
-        EXPECT_LE(result["fdleak"], 8) << line;
+        EXPECT_LE(result["fdleak"],
+                  kMaxLeakedFds)
+            << line;
         RecordProperty("without_wait_killable_recv", line);
       }
     }
