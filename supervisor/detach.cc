@@ -30,9 +30,12 @@ void to_null(int fd, int null) {
   if (null >= 0 && !ours(fd)) dup2(null, fd);
 }
 
-bool is_pipe(int fd) {
+// Whether warnings had better not go to `fd`: closed (the next descriptor
+// opened would take its number), or a pipe or FIFO, whose reader may be
+// waiting for its end.
+bool unfit_for_warnings(int fd) {
   struct stat st;
-  return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+  return fstat(fd, &st) != 0 || S_ISFIFO(st.st_mode);
 }
 
 // Closes the descriptors above stderr that lack FD_CLOEXEC: those the
@@ -93,7 +96,7 @@ Result<pid_t> serve_detached(NotificationHandler& handler) {
   opened.reset();
   to_null(STDIN_FILENO, null.get());
   to_null(STDOUT_FILENO, null.get());
-  if (!ours(STDERR_FILENO) && is_pipe(STDERR_FILENO)) to_null(STDERR_FILENO, null.get());
+  if (unfit_for_warnings(STDERR_FILENO)) to_null(STDERR_FILENO, null.get());
   null.reset();
   close_inherited();
   default_signals();

@@ -33,9 +33,10 @@ bool filter_in_use(int listener);
 //    that the terminal's hang-up and job-control signals miss it;
 //  - works in "/", so that it pins no mount;
 //  - has stdin and stdout on /dev/null, and keeps stderr for its warnings
-//    unless stderr is a pipe or FIFO (`$(keepalive-supervise -- daemon)`
-//    or `... 2>&1 | logger` would wait for its end: it then goes to
-//    /dev/null too). A terminal, a file and a socket (the journal's) stay;
+//    unless stderr is closed, a pipe or a FIFO (`$(keepalive-supervise --
+//    daemon)` or `... 2>&1 | logger` would wait for its end): it then goes
+//    to /dev/null too. A terminal, a file and a socket (the journal's)
+//    stay;
 //  - closes every inherited descriptor the supervisor only passed on to
 //    the command (those without FD_CLOEXEC: the supervisor's own all
 //    carry it), so that nobody waiting for their end waits for it;
