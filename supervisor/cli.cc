@@ -58,6 +58,10 @@ constexpr Flag kFlagTable[] = {
      "if the seccomp filter cannot be installed (e.g. another seccomp "
      "listener is already in place), run the command without keepalive "
      "options after one warning instead of exiting 125"},
+    {"exit-with-command", 0, nullptr,
+     "exit when the command exits even if processes it started in the "
+     "background still run (their socket calls then fail with ENOSYS); by "
+     "default a detached supervisor serves them until the last one exits"},
     {"debug", 'v', nullptr,
      "say which strategy was chosen and print one line per socket given "
      "options"},
@@ -350,6 +354,7 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
   config.init = given.has("init");
   config.signal_group = given.has("signal-group");
   config.fail_open = given.has("fail-open");
+  config.exit_with_command = given.has("exit-with-command");
   config.command = std::move(command);
 
   if (given.has("check")) {

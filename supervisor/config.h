@@ -27,6 +27,10 @@ struct Config {
   bool init = false;           // act as init: reap orphans (implied as PID 1)
   bool signal_group = false;   // child in its own group; signal the group
   bool fail_open = false;      // run unsupervised if the filter cannot go on
+  // Exit with the command even if tasks it left still run under the filter
+  // (their trapped calls then fail with ENOSYS); otherwise those are served
+  // on by a detached process. Implied as PID 1.
+  bool exit_with_command = false;
   std::vector<std::string> command;
 };
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/syscalls.h"
+#include "supervisor/detach.h"
 #include "supervisor/log.h"
 #include "supervisor/supervisor.h"
 
@@ -81,7 +82,38 @@ int Session::run() {
     (void)ignored;
     serving.join();
   }
+  if (status_ && handler_) hand_over(*status_);
   return status_.value_or(kExitFailure);
+}
+
+void Session::hand_over(int status) {
+  // An orphan we have not reaped yet still counts as a user of the filter.
+  if (options_.reap_orphans) reap_orphans();
+  if (!filter_in_use(listener_.get())) return;
+  std::string exited =
+      "the command exited (status " + std::to_string(status) + ")";
+  if (!options_.detach) {
+    if (options_.verbose) {
+      log_line(exited + " and left tasks under the filter; as the supervisor "
+                        "exits with it, their trapped calls fail with ENOSYS");
+    }
+    return;
+  }
+  // The serving thread has been joined: this is the only thread, as fork
+  // requires. Notifications meanwhile wait in the kernel for the server.
+  Result<pid_t> server = serve_detached(*handler_);
+  if (!server) {
+    log_line("serving the tasks the command left under the filter: " +
+             server.error().message() +
+             " (their trapped calls now fail with ENOSYS)");
+    return;
+  }
+  if (options_.verbose) {
+    log_line(exited + " and left tasks under the filter; pid " +
+             std::to_string(*server) +
+             " goes on serving them in the background until the last one "
+             "exits");
+  }
 }
 
 void Session::finish(int status) {

@@ -21,6 +21,10 @@ namespace keepalive {
 struct SessionOptions {
   bool reap_orphans = false;     // PID 1 or --init: SIGCHLD is in the signalfd
   bool signal_group = false;     // forward to the child's process group
+  // Once the child has exited, serve the tasks it left under the filter
+  // from a detached process (see detach.h) rather than abandon them.
+  bool detach = false;
+  bool verbose = false;  // -v: say what happens to tasks left behind
 };
 
 class Session {
@@ -31,7 +35,8 @@ class Session {
           HandlerOptions handler_options, SessionOptions options);
 
   // Runs until the child exits; returns its status (exit code, or 128 +
-  // signal number).
+  // signal number). With options.detach, tasks the child left under the
+  // filter are served on by a detached process, and run() returns at once.
   int run();
 
  private:
@@ -41,6 +46,9 @@ class Session {
   void forward(int sig, int code);
   void reap_orphans();
   void finish(int status);
+  // After the child was reaped and the serving thread stopped: hands the
+  // listener to a detached server if tasks still run under the filter.
+  void hand_over(int status);
 
   boost::asio::io_context& io_;
   pid_t pid_;

@@ -147,8 +147,15 @@ int run_supervisor(const Config& config) {
                          config.verbose, *own};
   options.wait_killable_recv = launched->wait_killable_recv;
   boost::asio::io_context io;
+  // As PID 1 the container ends with its command: the kernel kills the
+  // rest of the pid namespace as we exit, so nothing is left to serve.
+  SessionOptions session_options{
+      .reap_orphans = init,
+      .signal_group = config.signal_group,
+      .detach = !config.exit_with_command && getpid() != 1,
+      .verbose = config.verbose};
   Session session(io, std::move(*launched), std::move(signals),
-                  std::move(options), {init, config.signal_group});
+                  std::move(options), session_options);
   return session.run();
 }
 

@@ -27,6 +27,11 @@
 //   spawn fork|vfork PROGRAM [ARG...]   fork (or vfork) and exec PROGRAM
 //   spawn fork-noexec COMMAND [ARG...]  fork; the child runs COMMAND itself
 //       The parent prints "spawned PID" and exits with the child's status.
+//   spawn background COMMAND [ARG...]
+//       As a daemonizing server's launcher does: fork and exit 0 at once,
+//       after printing "spawned PID". The child starts a session of its own
+//       with stdin on /dev/null (stdout and stderr stay), waits for SIGUSR1
+//       (20 s at most, then exits 5), then runs COMMAND itself.
 //   threads N connect PORT|listen [--leader-exit|--unshare-files]
 //       N threads each make one TCP connection (or listening socket) at
 //       once and print "thread TID LPORT" and the options they read back.
@@ -364,13 +369,39 @@ static int cmd_serve(int argc, char** argv) {
 
 static int dispatch(int argc, char** argv);
 
+// The launcher exits before the child makes a single trapped call: the
+// child waits for SIGUSR1, blocked from before the fork so none is lost.
+static int spawn_background(int argc, char** argv) {
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, NULL);
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid > 0) {
+    emit("spawned %d\n", pid);
+    return 0;
+  }
+  setsid();
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null >= 0) dup2(null, STDIN_FILENO);
+  struct timespec limit = {20, 0};
+  while (sigtimedwait(&usr1, NULL, &limit) < 0) {
+    if (errno != EINTR) _exit(5);
+  }
+  sigprocmask(SIG_UNBLOCK, &usr1, NULL);
+  _exit(dispatch(argc, argv));
+}
+
 static int cmd_spawn(int argc, char** argv) {
-  if (argc < 2) die("usage: spawn fork|vfork|fork-noexec ...");
+  if (argc < 2) die("usage: spawn fork|vfork|fork-noexec|background ...");
   const char* how = argv[0];
   pid_t pid;
   if (strcmp(how, "fork-noexec") == 0) {
     pid = fork();
     if (pid == 0) _exit(dispatch(argc - 1, argv + 1));
+  } else if (strcmp(how, "background") == 0) {
+    return spawn_background(argc - 1, argv + 1);
   } else if (strcmp(how, "fork") == 0) {
     pid = fork();
     if (pid == 0) {

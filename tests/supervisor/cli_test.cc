@@ -67,6 +67,7 @@ TEST(CliTest, DefaultsWithACommand) {
   EXPECT_FALSE(c.init);
   EXPECT_FALSE(c.signal_group);
   EXPECT_FALSE(c.fail_open);
+  EXPECT_FALSE(c.exit_with_command);
   EXPECT_EQ(c.command, (std::vector<std::string>{"nc", "-l", "80"}));
   EXPECT_EQ(c.settings.value(Option::kKeepAlive), 1);
   EXPECT_EQ(c.settings.value(Option::kKeepIdle), 15);
@@ -259,6 +260,10 @@ TEST(CliTest, SwitchFlags) {
   Parsed fail_open = parse({"--fail-open", "--", "true"});
   ASSERT_EQ(fail_open.result.action, CliAction::kRun);
   EXPECT_TRUE(fail_open.result.config.fail_open);
+
+  Parsed tied = parse({"--exit-with-command", "--", "true"});
+  ASSERT_EQ(tied.result.action, CliAction::kRun) << tied.result.text;
+  EXPECT_TRUE(tied.result.config.exit_with_command);
 
   // Short switches combine.
   Parsed combined = parse({"-vg", "--", "true"});

@@ -1,8 +1,8 @@
 # Integration tests: keepalive-supervise puts the options on real targets'
 # sockets (a static raw-syscall helper, busybox nc, threads, descendants,
 # signal storms, credential and namespace changes, a dead peer in a private
-# network namespace, older kernels' fallbacks), read back from the kernel
-# from outside the target.
+# network namespace, older kernels' fallbacks, daemonizing commands and
+# nginx), read back from the kernel from outside the target.
 
 add_library(options_harness STATIC options_harness.cc)
 target_link_libraries(options_harness PUBLIC keepalive_common GTest::gtest)
@@ -29,6 +29,7 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_dead_peer_test 120
   supervise_fallbacks_test 180
   supervise_addfd_test 120
+  supervise_daemon_test 120
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)
