@@ -36,12 +36,22 @@ constexpr const char* kLoopMs = "2500";
 // Runs `raw_tcp newfds` under the supervisor with `flags`, calls
 // `pause(supervisor_pid, on)` kCycles times with on = true then false, and
 // returns the helper's result line as pairs.
+// With `cgroup_dir`, the supervisor (and so the command it starts) runs in
+// that cgroup.
 Options run_storm(const std::vector<std::string>& flags,
                   const std::function<void(pid_t, bool)>& pause,
                   const std::vector<std::string>& env = {},
-                  std::string* transcript = nullptr) {
-  Child supervisor(supervised(flags, {raw_tcp_path(), "newfds", kLoopMs}),
-                   env);
+                  std::string* transcript = nullptr,
+                  const std::string& cgroup_dir = "") {
+  std::vector<std::string> command =
+      supervised(flags, {raw_tcp_path(), "newfds", kLoopMs});
+  if (!cgroup_dir.empty()) {
+    command.insert(command.begin(),
+                   {"/bin/sh", "-c",
+                    "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"",
+                    cgroup_dir});
+  }
+  Child supervisor(command, env);
   if (!supervisor.wait_line("ready", 10s)) {
     ADD_FAILURE() << "target not ready\n" << supervisor.transcript();
     return {};
@@ -151,9 +161,7 @@ class FreezerCgroup {
     }
     return why_;
   }
-  bool enter(pid_t pid) {
-    return write_file(dir_ + "/cgroup.procs", std::to_string(pid));
-  }
+  const std::string& dir() const { return dir_; }
   void freeze(bool on) {
     write_file(control(), v2_ ? (on ? "1" : "0") : (on ? "FROZEN" : "THAWED"));
   }
@@ -173,17 +181,12 @@ TEST_P(AddfdFreezer, FreezeAndThawTheSupervisorsCgroup) {
   const bool v2 = GetParam();
   FreezerCgroup cgroup(v2);
   if (!cgroup.unusable().empty()) GTEST_SKIP() << cgroup.unusable();
-  bool entered = false;
-  // Only the supervisor moves: the target it has already started stays in
-  // the test's cgroup, so only the supervisor is frozen.
-  auto freeze = [&](pid_t pid, bool on) {
-    if (!entered) {
-      entered = true;
-      ASSERT_TRUE(cgroup.enter(pid)) << strerror(errno);
-    }
-    cgroup.freeze(on);
-  };
-  Options result = run_storm({"--strategy", "emulate"}, freeze);
+  // The supervisor and its command share the cgroup, as in a container
+  // that `docker pause` freezes (emulation also requires them to: a socket
+  // takes its creator's cgroup).
+  auto freeze = [&](pid_t, bool on) { cgroup.freeze(on); };
+  Options result = run_storm({"--strategy", "emulate"}, freeze, {}, nullptr,
+                             cgroup.dir());
   expect_only_new_sockets(result, v2 ? "cgroup.freeze" : "freezer.state");
 }
 
