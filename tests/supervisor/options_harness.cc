@@ -303,6 +303,15 @@ int word_as_int(const std::string& line, size_t index) {
   return atoi(word.c_str());
 }
 
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
 Options probe_options(pid_t pid, int port, milliseconds wait,
                       std::string* detail) {
   RunOutcome probe = run({sockopt_probe_path(), std::to_string(pid),

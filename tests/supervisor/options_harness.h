@@ -129,6 +129,9 @@ Options parse_pairs(const std::string& line);
 // there is none).
 int word_as_int(const std::string& line, size_t index);
 
+// How many times `needle` occurs in `text` (overlaps included).
+size_t count_of(const std::string& text, const std::string& needle);
+
 // The first child of `pid` (from /proc/PID/task/PID/children), waiting up
 // to `timeout` for it to appear: the target a supervisor started.
 std::optional<pid_t> first_child_of(pid_t pid, milliseconds timeout);

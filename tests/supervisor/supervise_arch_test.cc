@@ -21,15 +21,6 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t count = 0;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + 1)) {
-    ++count;
-  }
-  return count;
-}
-
 // socket() with bit 32 set in each argument register makes an ordinary TCP
 // socket (the kernel reads ints); the filter must trap it like any other.
 TEST(SocketArguments, HighBitsAreIgnoredAsTheKernelIgnoresThem) {

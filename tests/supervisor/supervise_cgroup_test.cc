@@ -54,15 +54,6 @@ bool is_cgroup2(const char* path) {
   return statfs(path, &fs) == 0 && fs.f_type == kCgroup2Magic;
 }
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t count = 0;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + 1)) {
-    ++count;
-  }
-  return count;
-}
-
 class CgroupFirewall : public ::testing::Test {
  protected:
   void SetUp() override {

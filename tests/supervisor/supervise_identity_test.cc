@@ -25,15 +25,6 @@ namespace {
 
 constexpr uid_t kNobody = 65534;
 
-size_t count_of(const std::string& text, const std::string& needle) {
-  size_t count = 0;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + 1)) {
-    ++count;
-  }
-  return count;
-}
-
 class CredentialChange : public ::testing::Test {
  protected:
   void SetUp() override {
