@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <exception>
+#include <new>
+
 #include "supervisor/check.h"
 #include "supervisor/cli.h"
 #include "supervisor/log.h"
@@ -10,9 +13,8 @@
 
 namespace {
 const char* lookup_env(const char* name, void*) { return getenv(name); }
-}  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   // Internal: the child that --check supervises.
   if (argc == 2 && strcmp(argv[1], "--probe-target") == 0) {
     return keepalive::run_probe_target();
@@ -36,4 +38,23 @@ int main(int argc, char** argv) {
       break;
   }
   return keepalive::run_supervisor(cli.config);
+}
+
+}  // namespace
+
+// Nothing escapes as an abort: what the engine did not handle ends in one
+// line and kExitFailure. (Once the command runs, Session::run catches its
+// own, so that the command is killed before our listener closes.)
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    keepalive::log_line_noexcept(
+        {"out of memory (raise the memory limit, ulimit -v)"});
+  } catch (const std::exception& e) {
+    keepalive::log_line_noexcept({"internal error: ", e.what()});
+  } catch (...) {
+    keepalive::log_line_noexcept({"internal error: unknown exception"});
+  }
+  return keepalive::kExitFailure;
 }

@@ -11,9 +11,11 @@
 #include <unistd.h>
 
 #include <optional>
+#include <system_error>
 #include <string>
 
 #include "common/syscalls.h"
+#include "supervisor/fd_limit.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
 #include "supervisor/log.h"
@@ -54,9 +56,51 @@ std::string install_hint(int err) {
   }
 }
 
+// Runs the command in place of the supervisor, without options, after one
+// line saying why (--fail-open). Returns only if the exec failed, with the
+// status a shell would give.
+int exec_unsupervised(const Config& config, const std::string& why) {
+  log_line("running " + config.command[0] +
+           " WITHOUT keepalive options: " + why + " (--fail-open)");
+  std::vector<char*> argv;
+  for (const std::string& arg : config.command) {
+    argv.push_back(const_cast<char*>(arg.c_str()));
+  }
+  argv.push_back(nullptr);
+  execvp(argv[0], argv.data());
+  int err = errno;
+  log_line(config.command[0] + ": " +
+           (err == ENOENT ? "command not found" : strerror(err)));
+  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
+}
+
+// What supervising cannot start without: fails with one line, or under
+// --fail-open runs the command unsupervised.
+int cannot_supervise(const Config& config, const std::string& why) {
+  if (config.fail_open) return exec_unsupervised(config, why);
+  log_line(why);
+  return kExitFailure;
+}
+
 }  // namespace
 
+sigset_t forwarded_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig = 1; sig < 32; ++sig) sigaddset(&set, sig);
+  for (int sig : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+                  SIGTRAP, SIGSYS}) {
+    sigdelset(&set, sig);
+  }
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) sigaddset(&set, sig);
+  return set;
+}
+
 int run_supervisor(const Config& config) {
+  // First, before anything opens a descriptor.
+  DescriptorBudget budget = reserve_descriptors(kSupervisorDescriptors);
+  if (!budget.enough) return cannot_supervise(config, describe_shortfall(budget));
+
   Result<Identity> own = own_identity();
   if (!own) {
     log_line(own.error().message());
@@ -74,15 +118,34 @@ int run_supervisor(const Config& config) {
     log_line(SysError{errno, "prctl(PR_SET_CHILD_SUBREAPER)"}.message());
     return kExitFailure;
   }
-  sigset_t original_mask, forwarded;
-  sigemptyset(&forwarded);
-  for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  sigset_t original_mask;
+  sigset_t forwarded = forwarded_signals();
   if (init) sigaddset(&forwarded, SIGCHLD);
   sigprocmask(SIG_BLOCK, &forwarded, &original_mask);
   UniqueFd signals(signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals.valid()) {
     log_line(SysError{errno, "signalfd"}.message());
     return kExitFailure;
+  }
+
+  // What the event loop needs, made before the command starts: a failure
+  // here leaves it unstarted (or, with --fail-open, run without us) rather
+  // than under a filter that nobody answers.
+  std::optional<boost::asio::io_context> io;
+  std::optional<ServingThread> serving;
+  try {
+    try {
+      io.emplace(1);
+    } catch (const std::system_error& e) {
+      throw std::system_error(e.code(), "the event loop's epoll set");
+    }
+    serving.emplace();
+  } catch (const std::exception& e) {
+    serving.reset();
+    io.reset();
+    sigprocmask(SIG_SETMASK, &original_mask, nullptr);
+    return cannot_supervise(
+        config, std::string(e.what()) + " (raise the memory limit, ulimit -v)");
   }
 
   StrategyChoice choice;
@@ -103,6 +166,7 @@ int run_supervisor(const Config& config) {
     plan.no_new_privs = no_new_privs;
     plan.fail_open = config.fail_open;
     plan.own_process_group = config.signal_group;
+    if (budget.raised) plan.command_nofile = budget.original;
     return plan;
   };
 
@@ -143,10 +207,23 @@ int run_supervisor(const Config& config) {
 
   HandlerOptions options{config.settings, config.mode, choice.strategy,
                          config.verbose, *own};
-  boost::asio::io_context io;
-  Session session(io, std::move(*launched), std::move(signals),
-                  std::move(options), {init, config.signal_group});
-  return session.run();
+  pid_t child = launched->pid;
+  std::optional<Session> session;
+  try {
+    session.emplace(*io, std::move(*launched), std::move(signals),
+                    std::move(options),
+                    SessionOptions{init, config.signal_group}, *serving);
+  } catch (const std::exception& e) {
+    // Killed before our listener closes, so that its trapped calls do not
+    // fail with ENOSYS and print a second, misleading line.
+    kill(child, SIGKILL);
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    log_line_noexcept({"starting the event loop: ", e.what(),
+                       " (raise the memory limit)"});
+    return kExitFailure;
+  }
+  return session->run();
 }
 
 }  // namespace keepalive
