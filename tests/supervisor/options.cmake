@@ -25,6 +25,8 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_identity_test 60
   supervise_dead_peer_test 120
   supervise_fallbacks_test 180
+  supervise_limits_test 120
+  supervise_forward_test 60
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)
@@ -35,3 +37,11 @@ while(KEEPALIVE_OPTIONS_TESTS)
     NO_PRETTY_VALUES DISCOVERY_TIMEOUT 30
     PROPERTIES TIMEOUT ${timeout} LABELS supervisor)
 endwhile()
+
+# The fd-limit test runs the static supervisor too: its code runs from the
+# first instruction, with no dynamic loader opening files before it.
+if(TARGET keepalive-supervise-static)
+  target_compile_definitions(supervise_limits_test PRIVATE
+    KEEPALIVE_SUPERVISE_STATIC_PATH="$<TARGET_FILE:keepalive-supervise-static>")
+  add_dependencies(supervise_limits_test keepalive-supervise-static)
+endif()
