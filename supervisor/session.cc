@@ -191,6 +191,12 @@ void Session::on_signals() {
       reap_orphans();
       continue;
     }
+    // Caused by the supervisor itself (SIGPIPE from a log line written to
+    // a closed pipe, SIGXFSZ): the command has nothing to do with it.
+    if (static_cast<pid_t>(info.ssi_pid) == getpid() &&
+        info.ssi_code != SI_KERNEL) {
+      continue;
+    }
     forward(sig, info.ssi_code);
     if (is_stop_signal(sig)) stop_self(sig);
   }
