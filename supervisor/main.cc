@@ -8,11 +8,14 @@
 
 #include "supervisor/check.h"
 #include "supervisor/cli.h"
+#include "supervisor/fd_limit.h"
 #include "supervisor/log.h"
 #include "supervisor/supervisor.h"
 
 namespace {
 const char* lookup_env(const char* name, void*) { return getenv(name); }
+
+constexpr size_t kStartupHeadroom = 1024 * 1024;
 
 int run(int argc, char** argv) {
   // Internal: the child that --check supervises.
@@ -30,6 +33,9 @@ int run(int argc, char** argv) {
       fputs(cli.text.c_str(), stdout);
       return 0;
     case keepalive::CliAction::kCheck: {
+      // As a real run would: the check judges the machine, not the shell's
+      // soft descriptor limit.
+      keepalive::reserve_descriptors(keepalive::kSupervisorDescriptors);
       keepalive::CheckReport report = keepalive::run_check(cli.config);
       fputs(report.text.c_str(), stdout);
       return report.can_work ? 0 : 1;
@@ -46,6 +52,17 @@ int run(int argc, char** argv) {
 // line and kExitFailure. (Once the command runs, Session::run catches its
 // own, so that the command is killed before our listener closes.)
 int main(int argc, char** argv) {
+  // Where memory is so short that the first allocations fail, libstdc++
+  // could not set up its emergency pool either, and throwing bad_alloc
+  // would itself end in std::terminate: say so plainly instead. The size
+  // covers what starting needs (the serving thread's stack among it).
+  void* headroom = malloc(kStartupHeadroom);
+  if (headroom == nullptr) {
+    keepalive::log_line_noexcept(
+        {"out of memory at start-up (raise the memory limit, ulimit -v)"});
+    return keepalive::kExitFailure;
+  }
+  free(headroom);
   try {
     return run(argc, argv);
   } catch (const std::bad_alloc&) {

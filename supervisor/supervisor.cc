@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -143,7 +144,9 @@ int run_supervisor(const Config& config) {
   } catch (const std::exception& e) {
     serving.reset();
     io.reset();
+    // As the command would have been started.
     sigprocmask(SIG_SETMASK, &original_mask, nullptr);
+    if (budget.raised) setrlimit(RLIMIT_NOFILE, &budget.original);
     return cannot_supervise(
         config, std::string(e.what()) + " (raise the memory limit, ulimit -v)");
   }
