@@ -1,7 +1,11 @@
 #include "supervisor/session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -221,14 +225,37 @@ void Session::forward(int sig, int code) {
 // is raised again on this thread and unblocked, so the default action
 // stops the supervisor (or nothing happens, in an orphaned process group,
 // as for any process). SIGCONT resumes us here. PID 1 is never stopped.
+// First the child must take the signal: it may be waiting on us (a trapped
+// call, or a vfork whose child's exec is trapped) and could not take it
+// while we are stopped, and the SIGCONT that resumes us would then discard
+// it, pending, in the child too.
 void Session::stop_self(int sig) {
   if (getpid() == 1) return;
+  for (int i = 0; i < 200 && child_has_pending(sig); ++i) usleep(1000);
   sigset_t one;
   sigemptyset(&one);
   sigaddset(&one, sig);
   raise(sig);
   pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
   pthread_sigmask(SIG_BLOCK, &one, nullptr);
+}
+
+bool Session::child_has_pending(int sig) const {
+  char path[40];
+  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid_));
+  UniqueFd status(open(path, O_RDONLY | O_CLOEXEC));
+  if (!status.valid()) return false;
+  char text[4096];
+  ssize_t n = read(status.get(), text, sizeof text - 1);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  for (const char* field : {"\nSigPnd:", "\nShdPnd:"}) {
+    const char* at = strstr(text, field);
+    if (at == nullptr) continue;
+    unsigned long long mask = strtoull(at + strlen(field), nullptr, 16);
+    if ((mask >> (sig - 1)) & 1) return true;
+  }
+  return false;
 }
 
 // Reaps every exited child but the main one, which is collected through its

@@ -81,8 +81,11 @@ class Session {
   void wait_signals();
   void on_signals();
   void forward(int sig, int code);
-  // Stops the supervisor as the default action of stop signal `sig` would.
+  // Stops the supervisor as the default action of stop signal `sig` would,
+  // once the child has taken the forwarded `sig` (or after 200 ms).
   void stop_self(int sig);
+  // Whether `sig` is pending for the child, per /proc/PID/status.
+  bool child_has_pending(int sig) const;
   // SIGKILLs the child and reaps it: a child left behind a closed listener
   // would see its trapped calls fail with ENOSYS.
   void kill_child();
