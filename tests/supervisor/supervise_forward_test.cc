@@ -91,10 +91,12 @@ TEST_F(ForwardTest, EachSignalReachesTheCommandOnce) {
     ASSERT_TRUE(child.wait_line("got-" + name, 5s)) << child.transcript();
   }
 
-  // A stop signal: forwarded, then the supervisor stops itself. While it
-  // is stopped the command's trapped calls (the shell's next exec of
-  // sleep) wait for it, as a stopped job does: the trap's output comes
-  // once SIGCONT has resumed both.
+  // A stop signal: forwarded, then, once the command has taken it, the
+  // supervisor stops itself. While it is stopped the command's trapped
+  // calls (the shell's next exec of sleep) wait for it, as in a stopped
+  // job: the trap's output may come only once SIGCONT has resumed both.
+  // The command must have taken SIGTSTP before: SIGCONT discards a stop
+  // signal still pending.
   ASSERT_EQ(kill(child.pid(), SIGTSTP), 0);
   EXPECT_TRUE(wait_state(child.pid(), true, 5s))
       << "the supervisor did not stop: " << state_of(child.pid());
