@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -157,6 +158,11 @@ inline long seccomp_set_filter(unsigned flags, const struct sock_fprog* prog) {
 inline long set_signal_mask(const sigset_t* mask) {
   return syscall6(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(mask),
                   0, _NSIG / 8, 0, 0);
+}
+// prlimit64(0, resource, new_limit, NULL): the calling process's limit.
+inline long set_rlimit(int resource, const struct rlimit* new_limit) {
+  return syscall6(SYS_prlimit64, 0, resource,
+                  reinterpret_cast<long>(new_limit), 0, 0, 0);
 }
 inline long execve(const char* path, char* const argv[], char* const envp[]) {
   return syscall6(SYS_execve, reinterpret_cast<long>(path),

@@ -37,6 +37,8 @@ struct PlanHeader {
   uint32_t wait_killable_recv;
   uint32_t fail_open;
   uint32_t own_process_group;
+  uint32_t restore_nofile;  // set command_nofile before exec
+  rlimit command_nofile;
 };
 
 // The plan as the child receives it: the header, then `count`
@@ -271,6 +273,10 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
     sys::raw::close(static_cast<int>(listener));
   }
 
+  // Only now: the listener needed a descriptor under the supervisor's limit.
+  if (header.restore_nofile != 0) {
+    sys::raw::set_rlimit(RLIMIT_NOFILE, &header.command_nofile);
+  }
   sys::raw::set_signal_mask(&ctx.exec_mask);
   int err = exec_command(ctx);
   // The parent does not wait for the exec (the filter may trap execve, and
@@ -472,8 +478,12 @@ Result<Launched> launch(const std::vector<std::string>& command,
                   filter_flags_known(SECCOMP_FILTER_FLAG_NEW_LISTENER |
                                      SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
   PlanHeader header{static_cast<uint32_t>(plan->program.size()),
-                    plan->no_new_privs, killable, plan->fail_open,
-                    plan->own_process_group};
+                    plan->no_new_privs,
+                    killable,
+                    plan->fail_open,
+                    plan->own_process_group,
+                    plan->command_nofile.has_value(),
+                    plan->command_nofile.value_or(rlimit{})};
   // Written where the child receives it: the bytes it receives are these
   // (with fork, where it has a copy of our memory, only the message brings
   // them).

@@ -13,10 +13,12 @@
 #pragma once
 
 #include <linux/filter.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/types.h>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,10 @@ struct FilterPlan {
   // Put the command in a process group of its own (taking the terminal's
   // foreground with it), so that signals can be sent to the whole group.
   bool own_process_group = false;
+  // Set as the command's RLIMIT_NOFILE just before exec, after the
+  // listener is handed over: the limits the supervisor was started with,
+  // when it raised its own (see fd_limit.h).
+  std::optional<rlimit> command_nofile = std::nullopt;
 };
 
 // Chooses the plan once the child exists. `getfd_permitted` says whether

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <unordered_map>
 
@@ -10,6 +11,10 @@ namespace keepalive {
 
 // Writes "keepalive-supervise: <text>\n" to stderr.
 void log_line(const std::string& text);
+
+// The same for `parts`, joined, without allocating (truncated at 1 KiB):
+// for paths that run out of memory.
+void log_line_noexcept(std::initializer_list<const char*> parts) noexcept;
 
 // Sink for parse_settings warnings (ctx unused).
 void log_warning_sink(const char* line, void* ctx);

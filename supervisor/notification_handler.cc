@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <seccomp.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include <utility>
 
@@ -57,25 +59,54 @@ NotificationHandler::~NotificationHandler() {
 // received (ids are given in queue order). Otherwise one went missing
 // (a caller was interrupted in between) and the RECV may return a younger
 // one, so the exits are looked at again.
-void NotificationHandler::serve(int stop_fd) {
+void NotificationHandler::serve(int stop_fd) noexcept {
   for (;;) {
     pollfd fds[3] = {{listener_, POLLIN, 0},
                      {tasks_.exits_fd(), POLLIN, 0},
                      {stop_fd, POLLIN, 0}};
     if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
-      log_line(SysError{errno, "poll"}.message());
+      const char* why = strerrordesc_np(errno);
+      log_line_noexcept({"poll: ", why != nullptr ? why : "unknown error"});
       break;
     }
     if (fds[2].revents != 0) break;
     if (fds[1].revents != 0) tasks_.drop_exited();
     if (fds[0].revents & POLLIN) {
-      handle_next(true);
+      handle_next_guarded(true);
     } else if (fds[0].revents != 0) {
       break;  // POLLHUP: every task under the filter is gone
     }
   }
-  warnings_.flush();
+  try {
+    warnings_.flush();
+  } catch (...) {
+    // Only the count of suppressed warnings is lost.
+  }
+}
+
+void NotificationHandler::handle_next_guarded(bool exits_checked) noexcept {
+  uint64_t received = stats_.received;
+  try {
+    handle_next(exits_checked);
+    return;
+  } catch (...) {
+  }
+  // Answering an id again is refused harmlessly (ENOENT or EINPROGRESS), so
+  // the received call is let through whether or not it was answered.
+  if (stats_.received != received) let_through(last_id_);
+  ++failures_;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (failure_logged_at_ != 0 && now.tv_sec - failure_logged_at_ < 60) return;
+  failure_logged_at_ = now.tv_sec;
+  char count[24];
+  snprintf(count, sizeof count, "%llu",
+           static_cast<unsigned long long>(failures_ - failures_logged_));
+  failures_logged_ = failures_;
+  log_line_noexcept({"handling a trapped call failed (", count,
+                     " since the last report; out of memory?): the calls ran "
+                     "without options"});
 }
 
 void NotificationHandler::handle_next(bool exits_checked) {

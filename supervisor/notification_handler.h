@@ -66,7 +66,14 @@ class NotificationHandler {
   // Answers notifications until the listener hangs up (every task under
   // the filter is gone) or `stop_fd` becomes readable. Blocks in poll()
   // between them, which SYNC_WAKE_UP makes wake on the target's CPU.
-  void serve(int stop_fd);
+  // An exception while handling one notification (memory) answers it
+  // CONTINUE if it was received, is logged (at most once a minute, with a
+  // count) and serving goes on. Never throws.
+  void serve(int stop_fd) noexcept;
+
+  // Whether the request buffers could be allocated; without them nothing
+  // can be answered, and serve() must not run.
+  bool ready() const { return req_ != nullptr; }
 
   const HandlerStats& stats() const { return stats_; }
   // Whether emulation has been given up for the session (too many leaked
@@ -77,6 +84,8 @@ class NotificationHandler {
   // `exits_checked`: the caller polled the cache's exits_fd after seeing
   // the listener readable, and dropped what it reported.
   void handle_next(bool exits_checked);
+  // handle_next, answering CONTINUE if it throws after the RECV.
+  void handle_next_guarded(bool exits_checked) noexcept;
   void emulate_socket(const seccomp_notif& req);
   // Answers an emulated socket() with the fd added to the target.
   void answer_emulated(const seccomp_notif& req, int target_fd,
@@ -125,6 +134,9 @@ class NotificationHandler {
   PlacementKinds placement_kinds_;  // which parts the kernel gives
   Result<Placement> own_placement_;
   std::string scratch_;
+  uint64_t failures_ = 0;          // exceptions caught by serve()
+  uint64_t failures_logged_ = 0;   // of which already counted in a line
+  int64_t failure_logged_at_ = 0;  // CLOCK_MONOTONIC seconds, 0 = never
   TaskCache tasks_;
   OptionRing options_ring_;  // used by the serving thread only
 };

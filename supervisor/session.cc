@@ -1,7 +1,11 @@
 #include "supervisor/session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -11,7 +15,6 @@
 
 #include <string>
 #include <system_error>
-#include <thread>
 
 #include "common/syscalls.h"
 #include "supervisor/detach.h"
@@ -24,6 +27,10 @@ namespace {
 namespace asio = boost::asio;
 using Descriptor = asio::posix::stream_descriptor;
 
+bool is_stop_signal(int sig) {
+  return sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
 int status_of(const siginfo_t& info) {
   if (info.si_code == CLD_EXITED) return info.si_status;
   return 128 + info.si_status;  // CLD_KILLED or CLD_DUMPED
@@ -31,13 +38,80 @@ int status_of(const siginfo_t& info) {
 
 }  // namespace
 
+ServingThread::ServingThread() : stop_fd_(eventfd(0, EFD_CLOEXEC)) {
+  if (!stop_fd_.valid()) {
+    throw std::system_error(errno, std::generic_category(),
+                            "eventfd (the serving thread's stop signal)");
+  }
+  pthread_attr_t attr;
+  int err = pthread_attr_init(&attr);
+  if (err == 0) err = pthread_attr_setstacksize(&attr, kStackSize);
+  if (err != 0) {
+    throw std::system_error(err, std::generic_category(),
+                            "pthread_attr_setstacksize");
+  }
+  // Every signal stays blocked on the serving thread, so that the forwarded
+  // ones reach the signalfd and no other lands there.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  err = pthread_create(
+      &thread_, &attr,
+      [](void* self) -> void* {
+        static_cast<ServingThread*>(self)->main();
+        return nullptr;
+      },
+      this);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    throw std::system_error(err, std::generic_category(),
+                            "starting the notification thread");
+  }
+  started_ = true;
+}
+
+void ServingThread::main() {
+  NotificationHandler* handler;
+  {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [this] { return handler_ != nullptr || quit_; });
+    handler = quit_ ? nullptr : handler_;
+  }
+  if (handler != nullptr) handler->serve(stop_fd_.get());
+}
+
+void ServingThread::serve(NotificationHandler* handler) {
+  {
+    std::lock_guard lock(mutex_);
+    handler_ = handler;
+  }
+  wake_.notify_one();
+}
+
+void ServingThread::stop() noexcept {
+  if (!started_) return;
+  started_ = false;
+  {
+    std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  wake_.notify_one();
+  uint64_t one = 1;
+  ssize_t ignored = write(stop_fd_.get(), &one, sizeof one);
+  (void)ignored;
+  pthread_join(thread_, nullptr);
+}
+
 Session::Session(asio::io_context& io, Launched launched, UniqueFd signals,
-                 HandlerOptions handler_options, SessionOptions options)
+                 HandlerOptions handler_options, SessionOptions options,
+                 ServingThread& serving)
     : io_(io),
       pid_(launched.pid),
       options_(options),
       child_(io, launched.pidfd.release()),
-      signals_(io, signals.release()) {
+      signals_(io, signals.release()),
+      serving_(serving) {
   if (launched.listener.valid()) {
     // The target wakes us as it blocks in its trapped call: a synchronous
     // wake-up lets the scheduler run us on its CPU, where the hand-over
@@ -51,38 +125,36 @@ Session::Session(asio::io_context& io, Launched launched, UniqueFd signals,
 }
 
 int Session::run() {
-  wait_child();
-  wait_signals();
-  UniqueFd stop;
-  std::thread serving;
-  if (handler_) {
-    stop.reset(eventfd(0, EFD_CLOEXEC));
-    if (!stop.valid()) {
-      log_line(SysError{errno, "eventfd"}.message());
-      return kExitFailure;
+  try {
+    if (handler_) {
+      if (!handler_->ready()) {
+        kill_child();
+        log_line("allocating the notification buffers: out of memory "
+                 "(raise the memory limit, ulimit -v)");
+        return kExitFailure;
+      }
+      serving_.serve(handler_.get());
     }
-    // Every signal stays blocked on the serving thread, so that the
-    // forwarded ones reach the signalfd and no other lands there.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    wait_child();
+    wait_signals();
+    io_.run();
+  } catch (const std::exception& e) {
+    kill_child();
+    serving_.stop();
+    log_line_noexcept({"the event loop failed: ", e.what(),
+                       " (raise the memory or descriptor limits)"});
+    return kExitFailure;
+  }
+  serving_.stop();
+  if (status_ && handler_) {
     try {
-      serving = std::thread([this, fd = stop.get()] { handler_->serve(fd); });
-    } catch (const std::system_error& e) {
-      log_line(std::string("starting the notification thread: ") + e.what());
+      hand_over(*status_);
+    } catch (const std::exception& e) {
+      log_line_noexcept({"serving the tasks the command left under the "
+                         "filter: ", e.what(),
+                         " (their trapped calls now fail with ENOSYS)"});
     }
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    // The child is killed as we exit (PR_SET_PDEATHSIG).
-    if (!serving.joinable()) return kExitFailure;
   }
-  io_.run();
-  if (serving.joinable()) {
-    uint64_t one = 1;
-    ssize_t ignored = write(stop.get(), &one, sizeof one);
-    (void)ignored;
-    serving.join();
-  }
-  if (status_ && handler_) hand_over(*status_);
   return status_.value_or(kExitFailure);
 }
 
@@ -113,6 +185,17 @@ void Session::hand_over(int status) {
              std::to_string(*server) +
              " goes on serving them in the background until the last one "
              "exits");
+  }
+}
+
+void Session::kill_child() {
+  if (status_) return;
+  sys::pidfd_send_signal(child_.native_handle(), SIGKILL, nullptr, 0);
+  siginfo_t info{};
+  while (waitid(static_cast<idtype_t>(P_PIDFD),
+                static_cast<id_t>(child_.native_handle()), &info,
+                WEXITED) != 0 &&
+         errno == EINTR) {
   }
 }
 
@@ -147,20 +230,28 @@ void Session::on_signals() {
   signalfd_siginfo info;
   while (!status_ && read(signals_.native_handle(), &info, sizeof info) ==
                          static_cast<ssize_t>(sizeof info)) {
-    if (info.ssi_signo == SIGCHLD) {
+    int sig = static_cast<int>(info.ssi_signo);
+    if (sig == SIGCHLD) {
       reap_orphans();
-    } else {
-      forward(static_cast<int>(info.ssi_signo), info.ssi_code);
+      continue;
     }
+    // Caused by the supervisor itself (SIGPIPE from a log line written to
+    // a closed pipe, SIGXFSZ): the command has nothing to do with it.
+    if (static_cast<pid_t>(info.ssi_pid) == getpid() &&
+        info.ssi_code != SI_KERNEL) {
+      continue;
+    }
+    forward(sig, info.ssi_code);
+    if (is_stop_signal(sig)) stop_self(sig);
   }
 }
 
 void Session::forward(int sig, int code) {
   pid_t group = getpgid(pid_);
   bool shares_our_group = group == getpgrp();
-  // A signal from the terminal (Ctrl-C, window resize) already went to the
-  // whole foreground process group, the child included when it shares
-  // ours: forwarding it would deliver it twice.
+  // A signal from the terminal (Ctrl-C, Ctrl-Z, window resize) already
+  // went to the whole foreground process group, the child included when it
+  // shares ours: forwarding it would deliver it twice.
   if (code == SI_KERNEL && shares_our_group) return;
   if (options_.signal_group && group > 0 && !shares_our_group) {
     kill(-group, sig);
@@ -168,6 +259,43 @@ void Session::forward(int sig, int code) {
   }
   // ESRCH: the child is exiting; its status is on its way.
   sys::pidfd_send_signal(child_.native_handle(), sig, nullptr, 0);
+}
+
+// The job stops as a whole, so that the shell sees it stopped: the signal
+// is raised again on this thread and unblocked, so the default action
+// stops the supervisor (or nothing happens, in an orphaned process group,
+// as for any process). SIGCONT resumes us here. PID 1 is never stopped.
+// First the child must take the signal: it may be waiting on us (a trapped
+// call, or a vfork whose child's exec is trapped) and could not take it
+// while we are stopped, and the SIGCONT that resumes us would then discard
+// it, pending, in the child too.
+void Session::stop_self(int sig) {
+  if (getpid() == 1) return;
+  for (int i = 0; i < 200 && child_has_pending(sig); ++i) usleep(1000);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  raise(sig);
+  pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
+  pthread_sigmask(SIG_BLOCK, &one, nullptr);
+}
+
+bool Session::child_has_pending(int sig) const {
+  char path[40];
+  snprintf(path, sizeof path, "/proc/%d/status", static_cast<int>(pid_));
+  UniqueFd status(open(path, O_RDONLY | O_CLOEXEC));
+  if (!status.valid()) return false;
+  char text[4096];
+  ssize_t n = read(status.get(), text, sizeof text - 1);
+  if (n <= 0) return false;
+  text[n] = '\0';
+  for (const char* field : {"\nSigPnd:", "\nShdPnd:"}) {
+    const char* at = strstr(text, field);
+    if (at == nullptr) continue;
+    unsigned long long mask = strtoull(at + strlen(field), nullptr, 16);
+    if ((mask >> (sig - 1)) & 1) return true;
+  }
+  return false;
 }
 
 // Reaps every exited child but the main one, which is collected through its

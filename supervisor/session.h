@@ -5,11 +5,14 @@
 // waits for nothing but its own answer.
 #pragma once
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 
 #include "common/unique_fd.h"
@@ -17,6 +20,41 @@
 #include "supervisor/notification_handler.h"
 
 namespace keepalive {
+
+// The thread that serves the listener. Started before the command, so that
+// failing to start it (thread or memory limits) leaves the command unstarted
+// rather than running under a filter that nobody answers. Every signal is
+// blocked on it, so that forwarded ones reach the signalfd.
+class ServingThread {
+ public:
+  // Throws std::system_error, naming what failed, if the thread or its
+  // stop eventfd cannot be made.
+  ServingThread();
+  ~ServingThread() { stop(); }
+  ServingThread(const ServingThread&) = delete;
+  ServingThread& operator=(const ServingThread&) = delete;
+
+  // Makes the thread run handler->serve() until stop(). Allocates nothing.
+  void serve(NotificationHandler* handler);
+  // Makes serve() return, or the idle thread end, and joins it.
+  void stop() noexcept;
+
+ private:
+  void main();
+
+  // The serving thread's stack: its deepest path (a -v line) takes a few
+  // kilobytes; the default (RLIMIT_STACK, often 8 MiB) would make a small
+  // address-space limit refuse the thread for nothing.
+  static constexpr size_t kStackSize = 512 * 1024;
+
+  UniqueFd stop_fd_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  NotificationHandler* handler_ = nullptr;  // guarded by mutex_
+  bool quit_ = false;                       // guarded by mutex_
+  pthread_t thread_{};
+  bool started_ = false;  // thread_ is to be joined
+};
 
 struct SessionOptions {
   bool reap_orphans = false;     // PID 1 or --init: SIGCHLD is in the signalfd
@@ -30,13 +68,18 @@ struct SessionOptions {
 class Session {
  public:
   // Takes the child's pidfd and listener from `launched` (no listener: the
-  // child runs unsupervised) and the signalfd of the forwarded signals.
+  // child runs unsupervised) and the signalfd of the forwarded signals;
+  // `serving` serves the listener. May throw (memory): the caller kills
+  // the child.
   Session(boost::asio::io_context& io, Launched launched, UniqueFd signals,
-          HandlerOptions handler_options, SessionOptions options);
+          HandlerOptions handler_options, SessionOptions options,
+          ServingThread& serving);
 
   // Runs until the child exits; returns its status (exit code, or 128 +
-  // signal number). With options.detach, tasks the child left under the
-  // filter are served on by a detached process, and run() returns at once.
+  // signal number), or kExitFailure after one line if the supervisor cannot
+  // go on (the child is killed first). With options.detach, tasks the child
+  // left under the filter are served on by a detached process, and run()
+  // returns at once. Never throws.
   int run();
 
  private:
@@ -44,6 +87,14 @@ class Session {
   void wait_signals();
   void on_signals();
   void forward(int sig, int code);
+  // Stops the supervisor as the default action of stop signal `sig` would,
+  // once the child has taken the forwarded `sig` (or after 200 ms).
+  void stop_self(int sig);
+  // Whether `sig` is pending for the child, per /proc/PID/status.
+  bool child_has_pending(int sig) const;
+  // SIGKILLs the child and reaps it: a child left behind a closed listener
+  // would see its trapped calls fail with ENOSYS.
+  void kill_child();
   void reap_orphans();
   void finish(int status);
   // After the child was reaped and the serving thread stopped: hands the
@@ -58,6 +109,7 @@ class Session {
   boost::asio::posix::stream_descriptor signals_;
   UniqueFd listener_;
   std::unique_ptr<NotificationHandler> handler_;
+  ServingThread& serving_;
   std::optional<int> status_;
 };
 

@@ -6,14 +6,17 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <optional>
+#include <system_error>
 #include <string>
 
 #include "common/syscalls.h"
+#include "supervisor/fd_limit.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
 #include "supervisor/log.h"
@@ -54,9 +57,51 @@ std::string install_hint(int err) {
   }
 }
 
+// Runs the command in place of the supervisor, without options, after one
+// line saying why (--fail-open). Returns only if the exec failed, with the
+// status a shell would give.
+int exec_unsupervised(const Config& config, const std::string& why) {
+  log_line("running " + config.command[0] +
+           " WITHOUT keepalive options: " + why + " (--fail-open)");
+  std::vector<char*> argv;
+  for (const std::string& arg : config.command) {
+    argv.push_back(const_cast<char*>(arg.c_str()));
+  }
+  argv.push_back(nullptr);
+  execvp(argv[0], argv.data());
+  int err = errno;
+  log_line(config.command[0] + ": " +
+           (err == ENOENT ? "command not found" : strerror(err)));
+  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
+}
+
+// What supervising cannot start without: fails with one line, or under
+// --fail-open runs the command unsupervised.
+int cannot_supervise(const Config& config, const std::string& why) {
+  if (config.fail_open) return exec_unsupervised(config, why);
+  log_line(why);
+  return kExitFailure;
+}
+
 }  // namespace
 
+sigset_t forwarded_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig = 1; sig < 32; ++sig) sigaddset(&set, sig);
+  for (int sig : {SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV, SIGBUS, SIGFPE, SIGILL,
+                  SIGTRAP, SIGSYS}) {
+    sigdelset(&set, sig);
+  }
+  for (int sig = SIGRTMIN; sig <= SIGRTMAX; ++sig) sigaddset(&set, sig);
+  return set;
+}
+
 int run_supervisor(const Config& config) {
+  // First, before anything opens a descriptor.
+  DescriptorBudget budget = reserve_descriptors(kSupervisorDescriptors);
+  if (!budget.enough) return cannot_supervise(config, describe_shortfall(budget));
+
   Result<Identity> own = own_identity();
   if (!own) {
     log_line(own.error().message());
@@ -74,15 +119,36 @@ int run_supervisor(const Config& config) {
     log_line(SysError{errno, "prctl(PR_SET_CHILD_SUBREAPER)"}.message());
     return kExitFailure;
   }
-  sigset_t original_mask, forwarded;
-  sigemptyset(&forwarded);
-  for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  sigset_t original_mask;
+  sigset_t forwarded = forwarded_signals();
   if (init) sigaddset(&forwarded, SIGCHLD);
   sigprocmask(SIG_BLOCK, &forwarded, &original_mask);
   UniqueFd signals(signalfd(-1, &forwarded, SFD_CLOEXEC | SFD_NONBLOCK));
   if (!signals.valid()) {
     log_line(SysError{errno, "signalfd"}.message());
     return kExitFailure;
+  }
+
+  // What the event loop needs, made before the command starts: a failure
+  // here leaves it unstarted (or, with --fail-open, run without us) rather
+  // than under a filter that nobody answers.
+  std::optional<boost::asio::io_context> io;
+  std::optional<ServingThread> serving;
+  try {
+    try {
+      io.emplace(1);
+    } catch (const std::system_error& e) {
+      throw std::system_error(e.code(), "the event loop's epoll set");
+    }
+    serving.emplace();
+  } catch (const std::exception& e) {
+    serving.reset();
+    io.reset();
+    // As the command would have been started.
+    sigprocmask(SIG_SETMASK, &original_mask, nullptr);
+    if (budget.raised) setrlimit(RLIMIT_NOFILE, &budget.original);
+    return cannot_supervise(
+        config, std::string(e.what()) + " (raise the memory limit, ulimit -v)");
   }
 
   StrategyChoice choice;
@@ -105,6 +171,7 @@ int run_supervisor(const Config& config) {
     plan.no_new_privs = no_new_privs;
     plan.fail_open = config.fail_open;
     plan.own_process_group = config.signal_group;
+    if (budget.raised) plan.command_nofile = budget.original;
     return plan;
   };
 
@@ -146,7 +213,6 @@ int run_supervisor(const Config& config) {
   HandlerOptions options{config.settings, config.mode, choice.strategy,
                          config.verbose, *own};
   options.wait_killable_recv = launched->wait_killable_recv;
-  boost::asio::io_context io;
   // As PID 1 the container ends with its command: the kernel kills the
   // rest of the pid namespace as we exit, so nothing is left to serve.
   SessionOptions session_options{
@@ -154,9 +220,22 @@ int run_supervisor(const Config& config) {
       .signal_group = config.signal_group,
       .detach = !config.exit_with_command && getpid() != 1,
       .verbose = config.verbose};
-  Session session(io, std::move(*launched), std::move(signals),
-                  std::move(options), session_options);
-  return session.run();
+  pid_t child = launched->pid;
+  std::optional<Session> session;
+  try {
+    session.emplace(*io, std::move(*launched), std::move(signals),
+                    std::move(options), session_options, *serving);
+  } catch (const std::exception& e) {
+    // Killed before our listener closes, so that its trapped calls do not
+    // fail with ENOSYS and print a second, misleading line.
+    kill(child, SIGKILL);
+    while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    log_line_noexcept({"starting the event loop: ", e.what(),
+                       " (raise the memory limit)"});
+    return kExitFailure;
+  }
+  return session->run();
 }
 
 }  // namespace keepalive

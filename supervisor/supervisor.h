@@ -15,9 +15,15 @@ inline constexpr int kExitFailure = 125;     // could not supervise
 inline constexpr int kExitNotExecutable = 126;
 inline constexpr int kExitNotFound = 127;
 
-// The signals forwarded to the target.
-inline constexpr int kForwardedSignals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
-                                            SIGUSR1, SIGUSR2, SIGWINCH};
+// The signals forwarded to the target, as tini forwards them: every
+// catchable one but SIGCHLD (ours to reap, as init) and the synchronous
+// faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), which report
+// the supervisor's own faults and keep their default action. SIGABRT is
+// forwarded when sent from outside; abort() in the supervisor unblocks it
+// and still ends the supervisor. The real-time signals are those glibc
+// leaves to programs (SIGRTMIN..SIGRTMAX). The stop signals SIGTSTP,
+// SIGTTIN and SIGTTOU are forwarded, then stop the supervisor too.
+sigset_t forwarded_signals();
 
 // Runs `config.command` to completion. Returns the target's exit status,
 // 128 + signal number if it was killed, kExitNotFound/kExitNotExecutable

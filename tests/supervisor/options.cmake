@@ -30,6 +30,8 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_fallbacks_test 180
   supervise_addfd_test 120
   supervise_daemon_test 120
+  supervise_limits_test 120
+  supervise_forward_test 60
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)
@@ -46,4 +48,12 @@ if(TARGET drop32)
   target_compile_definitions(supervise_arch_test PRIVATE
     KEEPALIVE_DROP32_PATH="$<TARGET_FILE:drop32>")
   add_dependencies(supervise_arch_test drop32)
+endif()
+
+# The fd-limit test runs the static supervisor too: its code runs from the
+# first instruction, with no dynamic loader opening files before it.
+if(TARGET keepalive-supervise-static)
+  target_compile_definitions(supervise_limits_test PRIVATE
+    KEEPALIVE_SUPERVISE_STATIC_PATH="$<TARGET_FILE:keepalive-supervise-static>")
+  add_dependencies(supervise_limits_test keepalive-supervise-static)
 endif()

@@ -583,7 +583,9 @@ TEST_P(UnhandledSignalTest, KillsTheChildAndGives128PlusSignal) {
 
 INSTANTIATE_TEST_SUITE_P(Wrapper, UnhandledSignalTest,
                          ::testing::Values(SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-                                           SIGUSR1, SIGUSR2),
+                                           SIGUSR1, SIGUSR2, SIGALRM, SIGPWR,
+                                           SIGVTALRM, SIGPROF, SIGABRT,
+                                           SIGXCPU),
                          [](const ::testing::TestParamInfo<int>& param) {
                            return std::string(sigabbrev_np(param.param));
                          });
