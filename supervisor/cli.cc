@@ -56,8 +56,9 @@ constexpr Flag kFlagTable[] = {
      "whole group"},
     {"fail-open", 0, nullptr,
      "if the seccomp filter cannot be installed (e.g. another seccomp "
-     "listener is already in place), run the command without keepalive "
-     "options after one warning instead of exiting 125"},
+     "listener is already in place) or the supervisor lacks the descriptors "
+     "or memory to start, run the command without keepalive options after "
+     "one warning instead of exiting 125"},
     {"exit-with-command", 0, nullptr,
      "exit when the command exits even if processes it started in the "
      "background still run (their socket calls then fail with ENOSYS); by "
