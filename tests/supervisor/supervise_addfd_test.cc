@@ -225,7 +225,8 @@ TEST(AddfdSignals, LeaksStayBoundedWithoutWaitKillableRecv) {
         outcome.out.substr(at, outcome.out.find('\n', at) - at));
     RecordProperty(addfd_send ? "linux_5_18" : "linux_5_13",
                    "fdleak=" + std::to_string(result["fdleak"]));
-    EXPECT_LE(result["fdleak"], kMaxLeaked) << outcome.out << outcome.err;
+    EXPECT_LE(result["fdleak"], kLeakedFdsBound)
+        << outcome.out << outcome.err;
     EXPECT_EQ(result["errors"], 0) << outcome.out;
     size_t said = outcome.err.find("stopped emulating socket()");
     if (result["fdleak"] >= kMaxLeaked) {

@@ -258,7 +258,7 @@ TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
         EXPECT_EQ(result["missing"], 0) << line;
       } else {
         EXPECT_LE(result["fdleak"],
-                  kMaxLeakedFds)
+                  kLeakedFdsBound)
             << line;
         RecordProperty("without_wait_killable_recv", line);
       }
