@@ -2,12 +2,14 @@
 
 #include <errno.h>
 #include <linux/capability.h>
+#include <linux/magic.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,7 +106,16 @@ int run_supervisor(const Config& config) {
 
   Result<Identity> own = own_identity();
   if (!own) {
-    log_line(own.error().message());
+    // Its identity, and every target's, is read from /proc: without it
+    // emulation cannot judge anything.
+    struct statfs proc {};
+    if (statfs("/proc", &proc) != 0 || proc.f_type != PROC_SUPER_MAGIC) {
+      log_line("/proc is not mounted: the supervisor reads its own and its "
+               "command's credentials there (mount proc on /proc: "
+               "mount -t proc proc /proc)");
+    } else {
+      log_line(own.error().message());
+    }
     return kExitFailure;
   }
 
