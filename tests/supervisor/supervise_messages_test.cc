@@ -98,5 +98,20 @@ TEST_F(MessagesTest, ProgramWithAMissingLoaderIs126BadElfInterpreter) {
                        kNoSuchFile + "\n");
 }
 
+// In a mount namespace of its own, /proc hidden under an empty tmpfs.
+TEST_F(MessagesTest, WithoutProcItSaysProcMustBeMountedAndExits125) {
+  RunResult probe = run({"unshare", "-m", "true"});
+  if (probe.exit_code() != 0) {
+    GTEST_SKIP() << "cannot make a mount namespace here: " << probe.err;
+  }
+  RunResult r = run({"unshare", "-m", "sh", "-c",
+                     "mount -t tmpfs none /proc && exec \"$0\" -- true",
+                     kSupervise});
+  EXPECT_EQ(r.exit_code(), 125) << r.err;
+  EXPECT_EQ(r.err,
+            "keepalive-supervise: /proc is not mounted: the supervisor reads "
+            "its targets' identity there (mount proc on /proc)\n");
+}
+
 }  // namespace
 }  // namespace keepalive::tests
