@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 
+#include "common/quote.h"
 #include "common/syscalls.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
@@ -122,7 +123,10 @@ int run_supervisor(const Config& config) {
     return kExitFailure;
   }
   if (launched->install_error != 0) {
-    log_line("running " + config.command[0] + " WITHOUT keepalive options: " +
+    char name[kQuoteBufferSize];
+    quote_value(config.command[0].data(), config.command[0].size(), name,
+                sizeof name);
+    log_line(std::string("running ") + name + " WITHOUT keepalive options: " +
              SysError{launched->install_error, "installing the seccomp filter"}
                  .message() +
              install_hint(launched->install_error) + " (--fail-open)");
