@@ -1,8 +1,6 @@
 #include "supervisor/launch.h"
 
-#include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -20,9 +18,9 @@
 #include <memory>
 #include <mutex>
 
-#include "common/quote.h"
 #include "common/syscalls.h"
 #include "supervisor/command_path.h"
+#include "supervisor/exec_failure.h"
 
 namespace keepalive {
 namespace {
@@ -169,27 +167,6 @@ KEEPALIVE_CHILD_CODE void send_report(int sock, ChildReport kind, int value,
   }
 }
 
-// Appends `text` to line[*length], keeping the line under `size`.
-KEEPALIVE_CHILD_CODE void append(char* line, size_t size, size_t* length,
-                                 const char* text) {
-  while (*text != '\0' && *length + 1 < size) line[(*length)++] = *text++;
-}
-
-KEEPALIVE_CHILD_CODE void append_number(char* line, size_t size, size_t* length,
-                                        int value) {
-  char digits[16];
-  char* p = digits + sizeof digits;
-  *--p = '\0';
-  unsigned magnitude = value < 0 ? 0u - static_cast<unsigned>(value)
-                                 : static_cast<unsigned>(value);
-  do {
-    *--p = static_cast<char>('0' + magnitude % 10);
-    magnitude /= 10;
-  } while (magnitude != 0);
-  if (value < 0) *--p = '-';
-  append(line, size, length, p);
-}
-
 // execvp, as glibc does it (see CommandPath), on the prepared candidates.
 // Returns the errno execvp would leave.
 KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
@@ -208,101 +185,6 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
     if (err == EACCES) got_eacces = true;
   }
   return got_eacces ? EACCES : err;
-}
-
-// Appends `text`, quoted (see quote_value): it comes from the user or from
-// a file of theirs.
-KEEPALIVE_CHILD_CODE void append_quoted(char* line, size_t size,
-                                        size_t* length, const char* text) {
-  char quoted[kQuoteBufferSize];
-  quote_value(text, quoted, sizeof quoted);
-  append(line, size, length, quoted);
-}
-
-// Reads the path of an ELF file's PT_INTERP (its loader) into `out`; false
-// if `head` (the first `head_size` bytes of the file) is not an ELF file of
-// class `Ehdr` or names none.
-template <typename Ehdr, typename Phdr>
-KEEPALIVE_CHILD_CODE bool elf_interpreter(int fd, const unsigned char* head,
-                                          size_t head_size, char* out,
-                                          size_t size) {
-  if (head_size < sizeof(Ehdr)) return false;
-  const auto* ehdr = reinterpret_cast<const Ehdr*>(head);
-  if (ehdr->e_phentsize != sizeof(Phdr)) return false;
-  for (unsigned i = 0; i < ehdr->e_phnum; ++i) {
-    Phdr phdr;
-    long n = sys::raw::pread(fd, &phdr, sizeof phdr,
-                             static_cast<off_t>(ehdr->e_phoff + i * sizeof phdr));
-    if (n != static_cast<long>(sizeof phdr)) return false;
-    if (phdr.p_type != PT_INTERP) continue;
-    size_t want = phdr.p_filesz < size - 1 ? phdr.p_filesz : size - 1;
-    n = sys::raw::pread(fd, out, want, static_cast<off_t>(phdr.p_offset));
-    if (n <= 0) return false;
-    out[n] = '\0';
-    return true;
-  }
-  return false;
-}
-
-// The kernel says ENOENT for a file that exists when what it needs to run
-// the file is missing: the interpreter of a "#!" line, or the loader
-// (PT_INTERP) of a dynamic ELF program. Looks at the first candidate that
-// exists and, if it is one of those, writes the line that says so (as bash
-// does: "NAME: INTERPRETER: bad interpreter: No such file or directory")
-// and returns true.
-KEEPALIVE_CHILD_CODE bool explain_missing_interpreter(const ChildContext& ctx,
-                                                      char* line, size_t size,
-                                                      size_t* length) {
-  long fd = -ENOENT;
-  for (const char* const* candidate = ctx.candidates;
-       *candidate != nullptr && fd < 0; ++candidate) {
-    fd = sys::raw::open(*candidate, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  }
-  if (fd < 0) return false;
-  // As much as the kernel reads to choose a binary format.
-  unsigned char head[256];
-  long n = sys::raw::pread(static_cast<int>(fd), head, sizeof head, 0);
-  char interpreter[256];
-  interpreter[0] = '\0';
-  const char* what = nullptr;
-  if (n >= 2 && head[0] == '#' && head[1] == '!') {
-    long i = 2;
-    while (i < n && (head[i] == ' ' || head[i] == '\t')) ++i;
-    size_t k = 0;
-    while (i < n && head[i] != ' ' && head[i] != '\t' && head[i] != '\n' &&
-           head[i] != '\0' && k + 1 < sizeof interpreter) {
-      interpreter[k++] = static_cast<char>(head[i++]);
-    }
-    interpreter[k] = '\0';
-    what = "bad interpreter";
-  } else if (n >= EI_NIDENT && head[EI_MAG0] == ELFMAG0 &&
-             head[EI_MAG1] == ELFMAG1 && head[EI_MAG2] == ELFMAG2 &&
-             head[EI_MAG3] == ELFMAG3) {
-    if (head[EI_CLASS] == ELFCLASS64) {
-      elf_interpreter<Elf64_Ehdr, Elf64_Phdr>(static_cast<int>(fd), head,
-                                              static_cast<size_t>(n),
-                                              interpreter, sizeof interpreter);
-    } else if (head[EI_CLASS] == ELFCLASS32) {
-      elf_interpreter<Elf32_Ehdr, Elf32_Phdr>(static_cast<int>(fd), head,
-                                              static_cast<size_t>(n),
-                                              interpreter, sizeof interpreter);
-    }
-    what = "bad ELF interpreter (the program's loader is missing)";
-  }
-  sys::raw::close(static_cast<int>(fd));
-  if (what == nullptr) return false;
-  append(line, size, length, "keepalive-supervise: ");
-  append_quoted(line, size, length, ctx.argv[0]);
-  append(line, size, length, ": ");
-  if (interpreter[0] != '\0') {
-    append_quoted(line, size, length, interpreter);
-    append(line, size, length, ": ");
-  }
-  append(line, size, length, what);
-  append(line, size, length, ": ");
-  append(line, size, length, ctx.describe(ENOENT));
-  append(line, size, length, "\n");
-  return true;
 }
 
 // Runs in the child. Never returns.
@@ -373,28 +255,12 @@ KEEPALIVE_CHILD_CODE bool explain_missing_interpreter(const ChildContext& ctx,
   int err = exec_command(ctx);
   // The parent does not wait for the exec (the filter may trap execve, and
   // the parent must be free to answer), so the child says what went wrong.
-  // Two quoted names at most, and the words around them.
-  char line[2 * kQuoteBufferSize + 256];
+  char line[kExecFailureLineSize];
   size_t length = 0;
-  if (err == ENOENT &&
-      explain_missing_interpreter(ctx, line, sizeof line, &length)) {
-    // bash's status for it: the command was found but cannot run.
-    sys::raw::write(STDERR_FILENO, line, length);
-    sys::raw::exit_group(126);
-  }
-  append(line, sizeof line, &length, "keepalive-supervise: ");
-  append_quoted(line, sizeof line, &length, ctx.argv[0]);
-  append(line, sizeof line, &length, ": ");
-  const char* why = err == ENOENT ? "command not found" : ctx.describe(err);
-  if (why != nullptr) {
-    append(line, sizeof line, &length, why);
-  } else {
-    append(line, sizeof line, &length, "Unknown error ");
-    append_number(line, sizeof line, &length, err);
-  }
-  append(line, sizeof line, &length, "\n");
+  int status = describe_exec_failure(ctx.argv[0], ctx.candidates, err,
+                                     ctx.describe, line, sizeof line, &length);
   sys::raw::write(STDERR_FILENO, line, length);
-  sys::raw::exit_group(err == ENOENT ? 127 : 126);
+  sys::raw::exit_group(status);
 }
 
 KEEPALIVE_CHILD_CODE int child_main(void* context) {
