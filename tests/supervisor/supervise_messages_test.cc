@@ -107,8 +107,23 @@ TEST_F(MessagesTest, WithoutProcItSaysProcMustBeMountedAndExits125) {
   RunResult r = run({"unshare", "-m", "sh", "-c",
                      "mount -t tmpfs none /proc && exec \"$0\" -- true",
                      kSupervise});
+  // A sanitizer runtime reads /proc too, and warns in lines of its own.
+  std::string err;
+  for (const std::string& line : r.err_lines()) {
+    if (line.rfind("==", 0) != 0) err += line + "\n";
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  if (r.exit_code() != 125) {
+    EXPECT_EQ(err,
+              "keepalive-supervise: /proc is not mounted: the supervisor "
+              "reads its targets' identity there (mount proc on /proc)\n");
+    GTEST_SKIP() << "sanitizer build: the leak checker needs /proc, fails "
+                    "at exit and sets the status (its options are read "
+                    "from /proc/self/environ, so it cannot be turned off)";
+  }
+#endif
   EXPECT_EQ(r.exit_code(), 125) << r.err;
-  EXPECT_EQ(r.err,
+  EXPECT_EQ(err,
             "keepalive-supervise: /proc is not mounted: the supervisor reads "
             "its targets' identity there (mount proc on /proc)\n");
 }
