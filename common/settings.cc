@@ -7,6 +7,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "common/quote.h"
+
 namespace keepalive {
 namespace {
 
@@ -62,9 +64,12 @@ const char* env_or_null(EnvLookup lookup, void* ctx, const char* name) {
 void warnf(WarningSink warn, void* ctx, const char* variable, const char* text,
            const char* expected, const char* instead) {
   if (warn == nullptr) return;
+  // The value is the user's: quoted, so that it cannot forge a line.
+  char value[kQuoteBufferSize];
+  quote_value(text, value, sizeof value);
   char line[512];
-  snprintf(line, sizeof line, "%s=\"%.64s\" is invalid (expected %s); %s",
-           variable, text, expected, instead);
+  snprintf(line, sizeof line, "%s=\"%s\" is invalid (expected %s); %s",
+           variable, value, expected, instead);
   warn(line, ctx);
 }
 

@@ -169,6 +169,16 @@ inline long execve(const char* path, char* const argv[], char* const envp[]) {
                   reinterpret_cast<long>(argv), reinterpret_cast<long>(envp), 0,
                   0, 0);
 }
+// openat(AT_FDCWD, path, flags): a file the child reads to explain a
+// failed exec.
+inline long open(const char* path, int flags) {
+  return syscall6(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), flags, 0,
+                  0, 0);
+}
+inline long pread(int fd, void* buf, size_t len, off_t offset) {
+  return syscall6(SYS_pread64, fd, reinterpret_cast<long>(buf),
+                  static_cast<long>(len), offset, 0, 0);
+}
 [[noreturn]] void exit_group(int status);
 
 }  // namespace raw

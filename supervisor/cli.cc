@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/quote.h"
+
 namespace keepalive {
 namespace {
 
@@ -145,6 +147,14 @@ std::optional<Value> by_name(const std::string& text,
   return std::nullopt;
 }
 
+// A word of the user's, in single quotes, as a message shows it: bounded
+// in length and on one line whatever it holds (see quote_value).
+std::string quoted(std::string_view word) {
+  char text[kQuoteBufferSize];
+  quote_value(word.data(), word.size(), text, sizeof text);
+  return std::string("'") + text + "'";
+}
+
 CliResult usage_error(std::string text) {
   CliResult result;
   result.action = CliAction::kUsageError;
@@ -249,7 +259,7 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
       const Flag* flag = long_flag(std::string_view(word).substr(
           2, equals == std::string::npos ? std::string::npos : equals - 2));
       if (flag == nullptr) {
-        return syntax_error("unrecognised option '" + word + "'");
+        return syntax_error("unrecognised option " + quoted(word));
       }
       std::string option = std::string("--") + flag->name;
       std::string value;
@@ -279,7 +289,7 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
       // Short switches, combinable: "-vg".
       for (char c : std::string_view(word).substr(1)) {
         if (short_flag(c) == nullptr) {
-          return syntax_error("unrecognised option '" + word + "'");
+          return syntax_error("unrecognised option " + quoted(word));
         }
       }
       for (char c : std::string_view(word).substr(1)) {
@@ -301,10 +311,13 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
   // Stray words before "--" are refused with a hint.
   if (!stray.empty()) {
     const std::string& word = stray[0];
-    return usage_error("unexpected argument '" + word +
-                       "' (put the command after --: keepalive-supervise "
+    // The hint repeats the word only when it is short and plain.
+    std::string shown = quoted(word);
+    bool plain = shown == "'" + word + "'";
+    return usage_error("unexpected argument " + shown +
+                       " (put the command after --: keepalive-supervise "
                        "[OPTIONS] -- " +
-                       word + " ...)");
+                       (plain ? word : std::string("COMMAND")) + " ...)");
   }
 
   CliResult result;
@@ -326,8 +339,9 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
     if (text == nullptr) continue;
     ParsedValue parsed = parse_option_value(flag.option, text->c_str());
     if (!parsed.ok) {
-      return usage_error(std::string("--") + flag.flag + ": invalid value '" +
-                         *text + "' (expected " + parsed.expected + ")");
+      return usage_error(std::string("--") + flag.flag + ": invalid value " +
+                         quoted(*text) + " (expected " + parsed.expected +
+                         ")");
     }
     config.settings = config.settings.with_value(flag.option, parsed.value);
   }
@@ -335,8 +349,8 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
     std::optional<Mode> mode = by_name(
         *text, {Mode::kSocket, Mode::kConnect, Mode::kListen}, mode_name);
     if (!mode) {
-      return usage_error("--mode: invalid value '" + *text +
-                         "' (expected socket, connect or listen)");
+      return usage_error("--mode: invalid value " + quoted(*text) +
+                         " (expected socket, connect or listen)");
     }
     config.mode = *mode;
   }
@@ -345,8 +359,8 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
         *text, {Strategy::kAuto, Strategy::kEmulate, Strategy::kContinue},
         strategy_name);
     if (!strategy) {
-      return usage_error("--strategy: invalid value '" + *text +
-                         "' (expected auto, emulate or continue)");
+      return usage_error("--strategy: invalid value " + quoted(*text) +
+                         " (expected auto, emulate or continue)");
     }
     config.strategy = *strategy;
   }

@@ -6,6 +6,7 @@
 namespace keepalive {
 
 std::string SysError::message() const {
+  if (err == 0) return context;
   char buf[128];
   return context + ": " + strerror_r(err, buf, sizeof buf);
 }

@@ -7,10 +7,10 @@
 namespace keepalive {
 
 struct SysError {
-  int err = 0;          // errno value
+  int err = 0;          // errno value; 0: `context` says it all
   std::string context;  // e.g. "pidfd_getfd(pid 12, fd 3)"
 
-  // "context: strerror(err)".
+  // "context: strerror(err)", or `context` alone when err is 0.
   std::string message() const;
 };
 

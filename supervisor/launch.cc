@@ -20,6 +20,7 @@
 
 #include "common/syscalls.h"
 #include "supervisor/command_path.h"
+#include "supervisor/exec_failure.h"
 
 namespace keepalive {
 namespace {
@@ -168,27 +169,6 @@ KEEPALIVE_CHILD_CODE void send_report(int sock, ChildReport kind, int value,
   }
 }
 
-// Appends `text` to line[*length], keeping the line under `size`.
-KEEPALIVE_CHILD_CODE void append(char* line, size_t size, size_t* length,
-                                 const char* text) {
-  while (*text != '\0' && *length + 1 < size) line[(*length)++] = *text++;
-}
-
-KEEPALIVE_CHILD_CODE void append_number(char* line, size_t size, size_t* length,
-                                        int value) {
-  char digits[16];
-  char* p = digits + sizeof digits;
-  *--p = '\0';
-  unsigned magnitude = value < 0 ? 0u - static_cast<unsigned>(value)
-                                 : static_cast<unsigned>(value);
-  do {
-    *--p = static_cast<char>('0' + magnitude % 10);
-    magnitude /= 10;
-  } while (magnitude != 0);
-  if (value < 0) *--p = '-';
-  append(line, size, length, p);
-}
-
 // execvp, as glibc does it (see CommandPath), on the prepared candidates.
 // Returns the errno execvp would leave.
 KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
@@ -281,21 +261,12 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
   int err = exec_command(ctx);
   // The parent does not wait for the exec (the filter may trap execve, and
   // the parent must be free to answer), so the child says what went wrong.
-  char line[512];
+  char line[kExecFailureLineSize];
   size_t length = 0;
-  append(line, sizeof line, &length, "keepalive-supervise: ");
-  append(line, sizeof line, &length, ctx.argv[0]);
-  append(line, sizeof line, &length, ": ");
-  const char* why = err == ENOENT ? "command not found" : ctx.describe(err);
-  if (why != nullptr) {
-    append(line, sizeof line, &length, why);
-  } else {
-    append(line, sizeof line, &length, "Unknown error ");
-    append_number(line, sizeof line, &length, err);
-  }
-  append(line, sizeof line, &length, "\n");
+  int status = describe_exec_failure(ctx.argv[0], ctx.candidates, err,
+                                     ctx.describe, line, sizeof line, &length);
   sys::raw::write(STDERR_FILENO, line, length);
-  sys::raw::exit_group(err == ENOENT ? 127 : 126);
+  sys::raw::exit_group(status);
 }
 
 KEEPALIVE_CHILD_CODE int child_main(void* context) {

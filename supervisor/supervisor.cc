@@ -2,14 +2,12 @@
 
 #include <errno.h>
 #include <linux/capability.h>
-#include <linux/magic.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +15,7 @@
 #include <system_error>
 #include <string>
 
+#include "common/quote.h"
 #include "common/syscalls.h"
 #include "supervisor/fd_limit.h"
 #include "supervisor/filter.h"
@@ -106,16 +105,7 @@ int run_supervisor(const Config& config) {
 
   Result<Identity> own = own_identity();
   if (!own) {
-    // Its identity, and every target's, is read from /proc: without it
-    // emulation cannot judge anything.
-    struct statfs proc {};
-    if (statfs("/proc", &proc) != 0 || proc.f_type != PROC_SUPER_MAGIC) {
-      log_line("/proc is not mounted: the supervisor reads its own and its "
-               "command's credentials there (mount proc on /proc: "
-               "mount -t proc proc /proc)");
-    } else {
-      log_line(own.error().message());
-    }
+    log_line(own.error().message());
     return kExitFailure;
   }
 
@@ -200,7 +190,10 @@ int run_supervisor(const Config& config) {
     return kExitFailure;
   }
   if (launched->install_error != 0) {
-    log_line("running " + config.command[0] + " WITHOUT keepalive options: " +
+    char name[kQuoteBufferSize];
+    quote_value(config.command[0].data(), config.command[0].size(), name,
+                sizeof name);
+    log_line(std::string("running ") + name + " WITHOUT keepalive options: " +
              SysError{launched->install_error, "installing the seccomp filter"}
                  .message() +
              install_hint(launched->install_error) + " (--fail-open)");

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <string>
@@ -115,6 +117,15 @@ Result<Identity> own_identity() {
   id.groups.resize(count);
   if (getgroups(count, id.groups.data()) < 0) return errno_error("getgroups");
   if (auto rc = read_netns("/proc/thread-self/net/dev", &id); !rc) {
+    // Without /proc (a bare chroot or container) nothing about a target can
+    // be known: say that, rather than which file was missing.
+    struct statfs fs;
+    if (statfs("/proc", &fs) != 0 || fs.f_type != PROC_SUPER_MAGIC) {
+      return std::unexpected(SysError{
+          0,
+          "/proc is not mounted: the supervisor reads its targets' identity "
+          "there (mount proc on /proc)"});
+    }
     return std::unexpected(rc.error());
   }
   return id;

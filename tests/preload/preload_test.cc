@@ -250,6 +250,17 @@ TEST_P(EachLibraryTest, InvalidValueWarnsOnceAndTheProgramRuns) {
   EXPECT_EQ(v.at("TCP_USER_TIMEOUT"), (idle + 15 * 9) * 1000);
 }
 
+TEST_P(EachLibraryTest, AValueWithANewlineCannotForgeAWarning) {
+  RunResult r = run_hooked_call({"TCP_KEEPIDLE=1\nlibkeepalive: forged"});
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
+  std::string line = r.err_lines()[0];
+  EXPECT_EQ(line.rfind("libkeepalive: TCP_KEEPIDLE=\"1\\nlibkeepalive: forged\"",
+                       0),
+            0u)
+      << line;
+}
+
 TEST_P(EachLibraryTest, DebugPrintsOneLinePerSocketTouched) {
   RunResult r = run_hooked_call({"LIBKEEPALIVE_DEBUG="});  // set, empty
   ASSERT_EQ(r.exit_code(), 0) << r.err;

@@ -297,6 +297,45 @@ TEST(CliTest, StrayWordBeforeDashDashIsRefusedWithAHint) {
   expect_usage_error(parse({"-v", "nc", "--", "true"}), "'nc'");
 }
 
+// Whatever the user typed, a usage error is one line of bounded length
+// that shows the start of the input and says how long it was.
+TEST(CliTest, AHugeWordGivesOneShortLine) {
+  const std::string huge(131072, 'x');
+  struct Case {
+    std::vector<std::string> args;
+    const char* length;  // of the word the message shows
+  };
+  const Case cases[] = {
+      {{"--keepidle", huge, "--", "true"}, "131072 bytes"},
+      {{"--keepidle=" + huge, "--", "true"}, "131072 bytes"},
+      {{"--mode", huge, "--", "true"}, "131072 bytes"},
+      {{"--strategy", huge, "--", "true"}, "131072 bytes"},
+      {{"--" + huge, "--", "true"}, "131074 bytes"},
+      {{"-" + huge, "--", "true"}, "131073 bytes"},
+      {{huge, "--", "true"}, "131072 bytes"},
+  };
+  for (const Case& c : cases) {
+    Parsed p = parse(c.args);
+    SCOPED_TRACE(c.args[0].substr(0, 20));
+    expect_usage_error(p, c.length);
+    EXPECT_LT(p.result.text.size(), 1024u) << p.result.text.substr(0, 300);
+  }
+}
+
+TEST(CliTest, AWordWithANewlineGivesOneLine) {
+  const std::string forged = "1\nkeepalive-supervise: forged";
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{
+           {"--keepidle", forged, "--", "true"},
+           {"--mode", forged, "--", "true"},
+           {"--" + forged, "--", "true"},
+           {forged, "--", "true"},
+       }) {
+    Parsed p = parse(args);
+    expect_usage_error(p, "1\\nkeepalive-supervise: forged");
+  }
+}
+
 TEST(CliTest, NoCommandIsRefused) {
   expect_usage_error(parse({}), "no command");
   expect_usage_error(parse({"--"}), "no command");

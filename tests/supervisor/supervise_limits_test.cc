@@ -247,24 +247,5 @@ INSTANTIATE_TEST_SUITE_P(Limits, AddressSpaceLimit, ::testing::Bool(),
                                                           : "dynamic");
                          });
 
-// Without /proc (a bare chroot or container that does not mount it) the
-// supervisor cannot read any task's identity: one line saying so, 125.
-TEST(MissingProc, OneLineSaysProcMustBeMounted) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for a mount namespace";
-  std::vector<std::string> command = {
-      "/usr/bin/unshare", "-m", "/bin/sh", "-c",
-      "mount -t tmpfs none /proc && exec \"$@\"", "sh"};
-  for (const std::string& arg : supervised({}, {"/bin/true"})) {
-    command.push_back(arg);
-  }
-  RunOutcome outcome = run(command, {}, 20s);
-  ASSERT_TRUE(outcome.exit_code) << outcome.err;
-  EXPECT_EQ(*outcome.exit_code, 125) << outcome.err;
-  EXPECT_EQ(count_of(outcome.err, "\n"), 1u) << outcome.err;
-  EXPECT_EQ(outcome.err.rfind("keepalive-supervise: /proc is not mounted", 0),
-            0u)
-      << outcome.err;
-}
-
 }  // namespace
 }  // namespace keepalive::tests
