@@ -17,6 +17,8 @@
 
 #include "common/quote.h"
 #include "common/syscalls.h"
+#include "supervisor/command_path.h"
+#include "supervisor/exec_failure.h"
 #include "supervisor/fd_limit.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
@@ -58,22 +60,41 @@ std::string install_hint(int err) {
   }
 }
 
+// The --fail-open warning: the command runs without options, and why.
+void warn_unsupervised(const Config& config, const std::string& why) {
+  char name[kQuoteBufferSize];
+  quote_value(config.command[0].data(), config.command[0].size(), name,
+              sizeof name);
+  log_line(std::string("running ") + name + " WITHOUT keepalive options: " +
+           why + " (--fail-open)");
+}
+
 // Runs the command in place of the supervisor, without options, after one
 // line saying why (--fail-open). Returns only if the exec failed, with the
-// status a shell would give.
+// line and status the launch child would give (see exec_failure.h).
 int exec_unsupervised(const Config& config, const std::string& why) {
-  log_line("running " + config.command[0] +
-           " WITHOUT keepalive options: " + why + " (--fail-open)");
+  warn_unsupervised(config, why);
   std::vector<char*> argv;
   for (const std::string& arg : config.command) {
     argv.push_back(const_cast<char*>(arg.c_str()));
   }
   argv.push_back(nullptr);
+  CommandPath path = command_path(config.command[0], getenv("PATH"));
   execvp(argv[0], argv.data());
-  int err = errno;
-  log_line(config.command[0] + ": " +
-           (err == ENOENT ? "command not found" : strerror(err)));
-  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
+  int err = path.error != 0 ? path.error : errno;
+  std::vector<const char*> candidates;
+  for (const std::string& candidate : path.candidates) {
+    candidates.push_back(candidate.c_str());
+  }
+  candidates.push_back(nullptr);
+  char line[kExecFailureLineSize];
+  size_t length = 0;
+  int status = describe_exec_failure(argv[0], candidates.data(), err,
+                                     strerrordesc_np, line, sizeof line,
+                                     &length);
+  ssize_t ignored = write(STDERR_FILENO, line, length);
+  (void)ignored;
+  return status;
 }
 
 // What supervising cannot start without: fails with one line, or under
@@ -190,13 +211,11 @@ int run_supervisor(const Config& config) {
     return kExitFailure;
   }
   if (launched->install_error != 0) {
-    char name[kQuoteBufferSize];
-    quote_value(config.command[0].data(), config.command[0].size(), name,
-                sizeof name);
-    log_line(std::string("running ") + name + " WITHOUT keepalive options: " +
-             SysError{launched->install_error, "installing the seccomp filter"}
-                 .message() +
-             install_hint(launched->install_error) + " (--fail-open)");
+    warn_unsupervised(
+        config,
+        SysError{launched->install_error, "installing the seccomp filter"}
+                .message() +
+            install_hint(launched->install_error));
   } else {
     if (config.verbose) {
       log_line(std::string("mode ") + mode_name(config.mode) + ", strategy " +
