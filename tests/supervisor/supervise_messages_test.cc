@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/common/scratch_dir.h"
 #include "tests/preload/subprocess.h"
 
 namespace keepalive::tests {
@@ -21,21 +22,7 @@ namespace {
 const std::string kSupervise = KEEPALIVE_SUPERVISE;
 const std::string kNoSuchFile = "No such file or directory";
 
-class MessagesTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/keepalive-messages-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr) << strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
-
-  std::string dir_;
-};
+using MessagesTest = ScratchDirTest;
 
 TEST_F(MessagesTest, ScriptWithAMissingInterpreterIs126BadInterpreter) {
   const std::string script = path("script");

@@ -30,6 +30,7 @@
 
 #include "common/syscalls.h"
 #include "common/unique_fd.h"
+#include "tests/common/scratch_dir.h"
 
 namespace keepalive {
 namespace {
@@ -283,23 +284,11 @@ std::vector<std::string> supervised(
 }
 
 // A private scratch directory per test.
-class WrapperTest : public ::testing::Test {
+class WrapperTest : public tests::ScratchDirTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/keepalive-wrapper-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr) << strerror(errno);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  std::string path(const std::string& name) const { return dir_ + "/" + name; }
   bool exists(const std::string& name) const {
     return access(path(name).c_str(), F_OK) == 0;
   }
-
-  std::string dir_;
 };
 
 // The value of `key` in lines of "Key:\tvalue" (/proc/PID/status) or
