@@ -8,6 +8,11 @@
  *   bench_floor blocking -- CMD ARGS   as emulate, but waiting in a
  *                                      blocking RECV instead of poll()
  *
+ * With --killable before the `--`, the filter also asks for
+ * WAIT_KILLABLE_RECV (Linux 5.19+), as keepalive-supervise does: a call
+ * the supervisor has received is then interrupted by fatal signals only,
+ * and the EINTR window shrinks to the time between the trap and the RECV.
+ *
  * Only TCP socket() calls are trapped (arch x86_64, domain AF_INET or
  * AF_INET6, (type & 0xf) == SOCK_STREAM); everything else is allowed in
  * the kernel. Per notification the loop does nothing beyond poll, RECV and
@@ -81,7 +86,11 @@ static void on_sigchld(int sig) {
   _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
-static int install_filter(void) {
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
+#endif
+
+static int install_filter(int killable) {
 /* Jump offsets count from the next instruction: the last two are "allow"
  * (10) and "notify" (11). An argument's low 32 bits are its first word
  * (little endian). */
@@ -103,15 +112,18 @@ static int install_filter(void) {
 #undef ARG_LOW
   struct sock_fprog prog = {sizeof code / sizeof code[0], code};
   return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                 SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+                 SECCOMP_FILTER_FLAG_NEW_LISTENER |
+                     (killable ? SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV : 0),
+                 &prog);
 }
 
 /* In the child: filter, hand the listener over, exec. Between the filter
  * and the hand-over only untrapped calls (sendmsg, close) are made. */
-static void run_target(int sock, char** argv, const sigset_t* mask) {
+static void run_target(int sock, char** argv, const sigset_t* mask,
+                       int killable) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     die("prctl(PR_SET_NO_NEW_PRIVS)");
-  int listener = install_filter();
+  int listener = install_filter(killable);
   if (listener < 0) die("seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)");
   char control[CMSG_SPACE(sizeof(int))] = {0};
   char byte = 0;
@@ -225,7 +237,10 @@ static void serve(int listener, enum variant variant) {
 
 int main(int argc, char** argv) {
   enum variant variant;
-  if (argc < 4 || strcmp(argv[2], "--") != 0) goto usage;
+  int killable = argc > 2 && strcmp(argv[2], "--killable") == 0;
+  char** command = argv + 3 + killable;
+  if (argc < 4 + killable || strcmp(argv[2 + killable], "--") != 0)
+    goto usage;
   if (strcmp(argv[1], "continue") == 0) {
     variant = CONTINUE;
   } else if (strcmp(argv[1], "emulate") == 0) {
@@ -254,7 +269,7 @@ int main(int argc, char** argv) {
   if (child < 0) die("fork");
   if (child == 0) {
     close(pair[0]);
-    run_target(pair[1], argv + 3, &original);
+    run_target(pair[1], command, &original, killable);
   }
   close(pair[1]);
   int listener = receive_listener(pair[0]);
@@ -269,6 +284,7 @@ int main(int argc, char** argv) {
 
 usage:
   fprintf(stderr,
-          "usage: bench_floor continue|emulate|blocking -- CMD [ARGS]\n");
+          "usage: bench_floor continue|emulate|blocking [--killable] -- CMD "
+          "[ARGS]\n");
   return 2;
 }
