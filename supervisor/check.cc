@@ -18,8 +18,9 @@
 #include "common/unique_fd.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
-#include "supervisor/notification_handler.h"
+#include "supervisor/listener.h"
 #include "supervisor/option_ring.h"
+#include "supervisor/server.h"
 #include "supervisor/strategy.h"
 
 namespace keepalive {
@@ -112,20 +113,25 @@ Probe probe_supervision() {
   }
   probe.launched = true;
   probe.wait_killable = launched->wait_killable_recv;
-  uint64_t flag = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-  probe.sync_wake_up = ioctl(launched->listener.get(),
-                             SECCOMP_IOCTL_NOTIF_SET_FLAGS, flag) == 0;
-
+  probe.sync_wake_up = request_sync_wake_up(launched->listener.get());
   probe.addfd_send = addfd_send_known(launched->listener.get());
 
-  HandlerOptions options{Settings(), Mode::kSocket, Strategy::kEmulate, false,
-                         *own};
-  options.wait_killable_recv = launched->wait_killable_recv;
-  NotificationHandler handler(launched->listener.get(), std::move(options));
-  pollfd p{launched->listener.get(), POLLIN, 0};
-  if (probe.launched && poll(&p, 1, 5000) == 1 && (p.revents & POLLIN)) {
-    handler.handle_one();
-    probe.emulated = handler.stats().emulated == 1;
+  HandlerOptions options{.settings = Settings(),
+                         .mode = Mode::kSocket,
+                         .verbose = false,
+                         .own = *own,
+                         .wait_killable_recv = launched->wait_killable_recv};
+  Result<std::unique_ptr<KernelListener>> listener =
+      KernelListener::open(std::move(launched->listener));
+  if (!listener) {
+    probe.launch_error = listener.error().message();
+  } else {
+    Server server(**listener, std::move(options));
+    pollfd p{(*listener)->fd(), POLLIN, 0};
+    if (poll(&p, 1, 5000) == 1 && (p.revents & POLLIN)) {
+      server.handle_one();
+      probe.emulated = server.handler().stats().emulated == 1;
+    }
   }
   int status = 0;
   while (waitpid(launched->pid, &status, 0) < 0 && errno == EINTR) {

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
-#include "supervisor/notification_handler.h"
+#include "supervisor/server.h"
 
 namespace keepalive {
 namespace {
@@ -82,7 +82,7 @@ bool filter_in_use(int listener) {
   }
 }
 
-Result<pid_t> serve_detached(NotificationHandler& handler) {
+Result<pid_t> serve_detached(Server& server) {
   pid_t pid = fork();
   if (pid < 0) return errno_error("fork");
   if (pid > 0) return pid;
@@ -100,7 +100,7 @@ Result<pid_t> serve_detached(NotificationHandler& handler) {
   null.reset();
   close_inherited();
   default_signals();
-  handler.serve(-1);  // poll() ignores a negative fd: no stop but signals
+  server.serve(-1);  // poll() ignores a negative fd: no stop but signals
   _exit(0);
 }
 

@@ -14,7 +14,7 @@
 
 namespace keepalive {
 
-class NotificationHandler;
+class Server;
 
 // Whether tasks other than the reaped command still run under the filter
 // whose notification fd is `listener`. The kernel counts a task as a user
@@ -23,7 +23,7 @@ class NotificationHandler;
 // counts, for the moment it takes its parent to reap it.
 bool filter_in_use(int listener);
 
-// Forks the detached server, which runs handler.serve() until the listener
+// Forks the detached server, which runs server.serve() until the listener
 // hangs up (the last task under the filter is gone), then exits 0. Returns
 // its pid in the parent; the child never returns. The caller must be the
 // only thread of the process (a fork copies only the calling thread).
@@ -45,6 +45,6 @@ bool filter_in_use(int listener);
 //    that SIGTERM ends it;
 //  - reaps nothing: orphans it was reaping as a subreaper go to the next
 //    subreaper or init when the supervisor exits.
-Result<pid_t> serve_detached(NotificationHandler& handler);
+Result<pid_t> serve_detached(Server& server);
 
 }  // namespace keepalive

@@ -62,4 +62,8 @@ void RateLimitedLog::flush() {
   }
 }
 
+void Warnings::once(const std::string& key, const std::string& text) {
+  if (seen_.insert(key).second) log_line(text);
+}
+
 }  // namespace keepalive

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <set>
 #include <unordered_map>
 
 namespace keepalive {
@@ -46,6 +47,24 @@ class RateLimitedLog {
     std::string last_suppressed;
   };
   std::unordered_map<std::string, Kind> kinds_;
+};
+
+// The warnings of one serving thread: each fixed condition (a key from a
+// bounded set: an option's failure, a missing kernel feature, never a pid)
+// once, and events that come per task rate-limited by kind.
+class Warnings {
+ public:
+  // Logs `text` the first time `key` is seen.
+  void once(const std::string& key, const std::string& text);
+  // RateLimitedLog::warn.
+  void limited(const std::string& kind, const std::string& text) {
+    limited_.warn(kind, text);
+  }
+  void flush() { limited_.flush(); }
+
+ private:
+  std::set<std::string> seen_;
+  RateLimitedLog limited_;
 };
 
 // " (N similar warnings suppressed)", or nothing when N is 0.

@@ -72,19 +72,19 @@ ServingThread::ServingThread() : stop_fd_(eventfd(0, EFD_CLOEXEC)) {
 }
 
 void ServingThread::main() {
-  NotificationHandler* handler;
+  Server* server;
   {
     std::unique_lock lock(mutex_);
-    wake_.wait(lock, [this] { return handler_ != nullptr || quit_; });
-    handler = quit_ ? nullptr : handler_;
+    wake_.wait(lock, [this] { return server_ != nullptr || quit_; });
+    server = quit_ ? nullptr : server_;
   }
-  if (handler != nullptr) handler->serve(stop_fd_.get());
+  if (server != nullptr) server->serve(stop_fd_.get());
 }
 
-void ServingThread::serve(NotificationHandler* handler) {
+void ServingThread::serve(Server* server) {
   {
     std::lock_guard lock(mutex_);
-    handler_ = handler;
+    server_ = server;
   }
   wake_.notify_one();
 }
@@ -113,28 +113,28 @@ Session::Session(asio::io_context& io, Launched launched, UniqueFd signals,
       signals_(io, signals.release()),
       serving_(serving) {
   if (launched.listener.valid()) {
-    // The target wakes us as it blocks in its trapped call: a synchronous
-    // wake-up lets the scheduler run us on its CPU, where the hand-over
-    // costs least (Linux 6.6+; older kernels refuse, harmlessly).
-    uint64_t sync_flag = SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP;
-    ioctl(launched.listener.get(), SECCOMP_IOCTL_NOTIF_SET_FLAGS, sync_flag);
-    listener_ = std::move(launched.listener);
-    handler_ = std::make_unique<NotificationHandler>(
-        listener_.get(), std::move(handler_options));
+    Result<std::unique_ptr<KernelListener>> listener =
+        KernelListener::open(std::move(launched.listener));
+    if (!listener) {
+      // The child waits in its first trapped call, if any, for an answer
+      // nobody can give: run() kills it.
+      listener_error_ = listener.error().message();
+      return;
+    }
+    listener_ = std::move(*listener);
+    listener_->request_sync_wake_up();  // older kernels refuse, harmlessly
+    server_ = std::make_unique<Server>(*listener_, std::move(handler_options));
   }
 }
 
 int Session::run() {
   try {
-    if (handler_) {
-      if (!handler_->ready()) {
-        kill_child();
-        log_line("allocating the notification buffers: out of memory "
-                 "(raise the memory limit, ulimit -v)");
-        return kExitFailure;
-      }
-      serving_.serve(handler_.get());
+    if (!listener_error_.empty()) {
+      kill_child();
+      log_line(listener_error_);
+      return kExitFailure;
     }
+    if (server_) serving_.serve(server_.get());
     wait_child();
     wait_signals();
     io_.run();
@@ -146,7 +146,7 @@ int Session::run() {
     return kExitFailure;
   }
   serving_.stop();
-  if (status_ && handler_) {
+  if (status_ && server_) {
     try {
       hand_over(*status_);
     } catch (const std::exception& e) {
@@ -161,7 +161,7 @@ int Session::run() {
 void Session::hand_over(int status) {
   // An orphan we have not reaped yet still counts as a user of the filter.
   if (options_.reap_orphans) reap_orphans();
-  if (!filter_in_use(listener_.get())) return;
+  if (!filter_in_use(listener_->fd())) return;
   std::string exited =
       "the command exited (status " + std::to_string(status) + ")";
   if (!options_.detach) {
@@ -173,7 +173,7 @@ void Session::hand_over(int status) {
   }
   // The serving thread has been joined: this is the only thread, as fork
   // requires. Notifications meanwhile wait in the kernel for the server.
-  Result<pid_t> server = serve_detached(*handler_);
+  Result<pid_t> server = serve_detached(*server_);
   if (!server) {
     log_line("serving the tasks the command left under the filter: " +
              server.error().message() +

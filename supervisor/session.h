@@ -14,10 +14,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include "common/unique_fd.h"
 #include "supervisor/launch.h"
+#include "supervisor/listener.h"
 #include "supervisor/notification_handler.h"
+#include "supervisor/server.h"
 
 namespace keepalive {
 
@@ -34,8 +37,8 @@ class ServingThread {
   ServingThread(const ServingThread&) = delete;
   ServingThread& operator=(const ServingThread&) = delete;
 
-  // Makes the thread run handler->serve() until stop(). Allocates nothing.
-  void serve(NotificationHandler* handler);
+  // Makes the thread run server->serve() until stop(). Allocates nothing.
+  void serve(Server* server);
   // Makes serve() return, or the idle thread end, and joins it.
   void stop() noexcept;
 
@@ -50,7 +53,7 @@ class ServingThread {
   UniqueFd stop_fd_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  NotificationHandler* handler_ = nullptr;  // guarded by mutex_
+  Server* server_ = nullptr;  // guarded by mutex_
   bool quit_ = false;                       // guarded by mutex_
   pthread_t thread_{};
   bool started_ = false;  // thread_ is to be joined
@@ -107,8 +110,9 @@ class Session {
   // Asio owns these descriptors and closes them.
   boost::asio::posix::stream_descriptor child_;
   boost::asio::posix::stream_descriptor signals_;
-  UniqueFd listener_;
-  std::unique_ptr<NotificationHandler> handler_;
+  std::unique_ptr<KernelListener> listener_;
+  std::unique_ptr<Server> server_;
+  std::string listener_error_;  // why the listener could not be served
   ServingThread& serving_;
   std::optional<int> status_;
 };

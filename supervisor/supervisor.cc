@@ -180,7 +180,7 @@ int run_supervisor(const Config& config) {
                             int getfd_error) -> Result<FilterPlan> {
     getfd_refused = !getfd_permitted;
     // Before the choice, as the filter's install will: emulation can leak
-    // fds without WAIT_KILLABLE_RECV (see emulate_socket).
+    // fds without WAIT_KILLABLE_RECV (see Server::answer).
     choice = choose_strategy(config.strategy, config.mode, getfd_permitted,
                              getfd_error, !kernel_has_wait_killable_recv());
     if (!choice.ok) return std::unexpected(SysError{getfd_error, choice.error});
@@ -233,9 +233,11 @@ int run_supervisor(const Config& config) {
     }
   }
 
-  HandlerOptions options{config.settings, config.mode, choice.strategy,
-                         config.verbose, *own};
-  options.wait_killable_recv = launched->wait_killable_recv;
+  HandlerOptions options{.settings = config.settings,
+                         .mode = config.mode,
+                         .verbose = config.verbose,
+                         .own = *own,
+                         .wait_killable_recv = launched->wait_killable_recv};
   // As PID 1 the container ends with its command: the kernel kills the
   // rest of the pid namespace as we exit, so nothing is left to serve.
   SessionOptions session_options{

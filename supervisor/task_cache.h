@@ -8,7 +8,7 @@
 // notification is trusted to come from the thread an entry describes: a
 // tid can be recycled only after its thread has exited, so once the exits
 // that happened before a notification was queued are dropped, an entry
-// for its tid is the caller's own. NotificationHandler::serve explains how
+// for its tid is the caller's own. Server::serve (server.cc) explains how
 // it gets that ordering without a syscall per call.
 //
 // An entry's identity verdict stays true until the thread makes a call
