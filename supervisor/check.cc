@@ -96,17 +96,26 @@ Probe probe_supervision() {
   // The probe target is this very program, re-run as a tiny client: it
   // makes one TCP socket and reports whether it carries SO_KEEPALIVE.
   std::vector<std::string> command = {"/proc/self/exe", "--probe-target"};
-  PlanChooser chooser = [&](bool permitted, int err) -> Result<FilterPlan> {
-    probe.getfd_probed = true;
-    probe.getfd_permitted = permitted;
-    probe.getfd_error = err;
-    auto program = build_filter({Mode::kSocket, Strategy::kEmulate, false});
-    if (!program) return std::unexpected(program.error());
-    return FilterPlan{std::move(*program), true, true};
-  };
   sigset_t mask;
   sigprocmask(SIG_SETMASK, nullptr, &mask);
-  Result<Launched> launched = launch(command, chooser, mask);
+  Result<PausedChild> child = start_paused(command, mask);
+  if (!child) {
+    probe.launch_error = child.error().message();
+    return probe;
+  }
+  probe.getfd_probed = true;
+  probe.getfd_permitted = child->getfd_permitted();
+  probe.getfd_error = child->getfd_error();
+  auto program = build_filter({.mode = Mode::kSocket,
+                               .strategy = Strategy::kEmulate,
+                               .watch_exec = false});
+  if (!program) {
+    probe.launch_error = program.error().message();
+    return probe;
+  }
+  FilterPlan plan;
+  plan.program = std::move(*program);
+  Result<Launched> launched = child->install(plan);
   if (!launched) {
     probe.launch_error = launched.error().message();
     return probe;

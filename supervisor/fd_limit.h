@@ -1,6 +1,6 @@
 // The supervisor's own RLIMIT_NOFILE: enough descriptors for its event loop,
 // reserved before the command starts, while the command keeps the limits it
-// was started with (launch() restores them in the child just before exec).
+// was started with (the launch child restores them just before exec).
 #pragma once
 
 #include <sys/resource.h>

@@ -108,8 +108,8 @@ struct ChildMemory {
 };
 
 // A child runs on its ChildMemory until it execs or exits, which can be long
-// after launch() returns: its execve may be trapped, and answered only by
-// the caller's notification loop. So launch() leaves the memory here, and
+// after install() returns: its execve may be trapped, and answered only by
+// the caller's notification loop. So install() leaves the memory here, and
 // frees it once our end of the socketpair hangs up: the child's end is
 // close-on-exec, so that happens when it has exec'd or exited.
 class ChildMemoryKeeper {
@@ -361,45 +361,49 @@ Result<ReportMessage> receive_report(int sock, UniqueFd* fd) {
   return msg;
 }
 
-// Kills and reaps the child unless released: on every way out of launch()
-// but success, exceptions included, so that no child is left running on
-// memory that is about to be freed.
-class ChildGuard {
- public:
-  explicit ChildGuard(pid_t pid) : pid_(pid) {}
-  ChildGuard(const ChildGuard&) = delete;
-  ChildGuard& operator=(const ChildGuard&) = delete;
-  ~ChildGuard() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGKILL);
-    while (waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
-  }
-  void release() { pid_ = -1; }
-
- private:
-  pid_t pid_;
-};
-
 }  // namespace
 
-Result<Launched> launch(const std::vector<std::string>& command,
-                        const PlanChooser& choose_plan,
-                        const sigset_t& target_mask) {
+struct PausedChild::State {
+  std::unique_ptr<ChildMemory> memory;
+  pid_t pid = -1;  // killed and reaped with the state unless released
+  UniqueFd pidfd;
+  int getfd_error = 0;
+
+  ~State() {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+};
+
+PausedChild::PausedChild(std::unique_ptr<State> state)
+    : state_(std::move(state)) {}
+PausedChild::PausedChild(PausedChild&&) noexcept = default;
+PausedChild& PausedChild::operator=(PausedChild&&) noexcept = default;
+PausedChild::~PausedChild() = default;
+
+pid_t PausedChild::pid() const { return state_->pid; }
+int PausedChild::getfd_error() const { return state_->getfd_error; }
+
+Result<PausedChild> start_paused(const std::vector<std::string>& command,
+                                 const sigset_t& target_mask) {
   if (command.empty()) return std::unexpected(SysError{EINVAL, "no command"});
   Result<std::unique_ptr<ChildMemory>> prepared =
       prepare_child(command, target_mask);
   if (!prepared) return std::unexpected(prepared.error());
-  std::unique_ptr<ChildMemory> memory = std::move(*prepared);
+  auto state = std::make_unique<PausedChild::State>();
+  state->memory = std::move(*prepared);
+  ChildMemory& memory = *state->memory;
 
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     return errno_error("socketpair");
   }
-  memory->ours.reset(pair[0]);
+  memory.ours.reset(pair[0]);
   UniqueFd theirs(pair[1]);
-  memory->context.parent_sock = memory->ours.get();
-  memory->context.sock = theirs.get();
+  memory.context.parent_sock = memory.ours.get();
+  memory.context.sock = theirs.get();
 
   // Signals stay blocked across the clone so that no handler of the
   // supervisor's runs in the child, on the supervisor's memory.
@@ -410,14 +414,13 @@ Result<Launched> launch(const std::vector<std::string>& command,
   // Not CLONE_VFORK: we must go on, to send the plan and to answer the
   // child's execve if the filter traps it.
   char* stack_top =
-      static_cast<char*>(memory->stack) + memory->page_size + kChildStackSize;
-  pid_t pid =
-      clone(child_main, stack_top, CLONE_VM | SIGCHLD, &memory->context);
+      static_cast<char*>(memory.stack) + memory.page_size + kChildStackSize;
+  pid_t pid = clone(child_main, stack_top, CLONE_VM | SIGCHLD, &memory.context);
 #else
   // The child's system calls would set our errno: it gets a copy of our
   // memory instead.
   pid_t pid = fork();
-  if (pid == 0) child_main(&memory->context);
+  if (pid == 0) child_main(&memory.context);
 #endif
   int clone_errno = errno;
   sigprocmask(SIG_SETMASK, &old, nullptr);
@@ -425,50 +428,54 @@ Result<Launched> launch(const std::vector<std::string>& command,
     errno = clone_errno;
     return errno_error("clone");
   }
-  ChildGuard guard(pid);
+  state->pid = pid;
   int theirs_number = theirs.get();
   theirs.reset();
 
-  Launched launched;
-  launched.pid = pid;
-  launched.pidfd.reset(sys::pidfd_open(pid, 0));
-  if (!launched.pidfd.valid()) return errno_error("pidfd_open");
+  state->pidfd.reset(sys::pidfd_open(pid, 0));
+  if (!state->pidfd.valid()) return errno_error("pidfd_open");
   // The probe that decides between strategies: can we copy an fd out of
   // this very child? (the child's end of the socketpair is at the same
   // number as ours was before we closed it)
-  UniqueFd probe(sys::pidfd_getfd(launched.pidfd.get(), theirs_number, 0));
-  int getfd_error = probe.valid() ? 0 : errno;
-  probe.reset();
+  UniqueFd probe(sys::pidfd_getfd(state->pidfd.get(), theirs_number, 0));
+  state->getfd_error = probe.valid() ? 0 : errno;
+  return PausedChild(std::move(state));
+}
 
-  Result<FilterPlan> plan = choose_plan(getfd_error == 0, getfd_error);
-  if (!plan) return std::unexpected(plan.error());
-  if (plan->program.size() > kMaxInstructions) {
+Result<Launched> PausedChild::install(const FilterPlan& plan) {
+  State& state = *state_;
+  if (state.pid <= 0 || !state.memory) {
+    return std::unexpected(SysError{EINVAL, "the child was installed already"});
+  }
+  if (plan.program.size() > kMaxInstructions) {
     return std::unexpected(SysError{E2BIG, "seccomp filter"});
   }
-  bool killable = plan->wait_killable_recv &&
+  bool killable = plan.wait_killable_recv &&
                   filter_flags_known(SECCOMP_FILTER_FLAG_NEW_LISTENER |
                                      SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
-  PlanHeader header{static_cast<uint32_t>(plan->program.size()),
-                    plan->no_new_privs,
-                    killable,
-                    plan->fail_open,
-                    plan->own_process_group,
-                    plan->command_nofile.has_value(),
-                    plan->command_nofile.value_or(rlimit{})};
+  PlanHeader header{.count = static_cast<uint32_t>(plan.program.size()),
+                    .no_new_privs = plan.no_new_privs,
+                    .wait_killable_recv = killable,
+                    .fail_open = plan.fail_open,
+                    .own_process_group = plan.own_process_group,
+                    .restore_nofile = plan.command_nofile.has_value(),
+                    .command_nofile = plan.command_nofile.value_or(rlimit{})};
   // Written where the child receives it: the bytes it receives are these
   // (with fork, where it has a copy of our memory, only the message brings
   // them).
-  PlanMessage& message = *memory->plan;
+  ChildMemory& memory = *state.memory;
+  PlanMessage& message = *memory.plan;
   message.header = header;
-  std::copy(plan->program.begin(), plan->program.end(), message.program);
-  size_t size = sizeof header + plan->program.size() * sizeof(sock_filter);
-  if (send(memory->ours.get(), &message, size, MSG_NOSIGNAL) !=
+  std::copy(plan.program.begin(), plan.program.end(), message.program);
+  size_t size = sizeof header + plan.program.size() * sizeof(sock_filter);
+  if (send(memory.ours.get(), &message, size, MSG_NOSIGNAL) !=
       static_cast<ssize_t>(size)) {
     return errno_error("sending the filter to the child");
   }
 
+  Launched launched;
   Result<ReportMessage> report =
-      receive_report(memory->ours.get(), &launched.listener);
+      receive_report(memory.ours.get(), &launched.listener);
   bool unsupervised = report && report->kind == ChildReport::kRunUnsupervised;
   if (unsupervised) launched.install_error = report->value;
   if (!unsupervised && (!report || report->kind != ChildReport::kInstalled ||
@@ -482,8 +489,10 @@ Result<Launched> launch(const std::vector<std::string>& command,
                        "seccomp filter"});
   }
   launched.wait_killable_recv = !unsupervised && report->value != 0;
-  guard.release();
-  child_memory_keeper().keep(std::move(memory));
+  launched.pid = state.pid;
+  launched.pidfd = std::move(state.pidfd);
+  state.pid = -1;  // the caller's now
+  child_memory_keeper().keep(std::move(state.memory));
   return launched;
 }
 

@@ -1,6 +1,9 @@
-// Starting the target under the filter.
+// Starting the target under the filter, in two steps: start_paused()
+// starts the child, which waits; the caller probes it (can we copy its
+// fds?), chooses a FilterPlan, and install() sends the plan, which the
+// child installs before it execs the command.
 //
-// The child blocks until the parent has probed it and sent the filter, sets
+// The child blocks until the parent has sent the filter, sets
 // PR_SET_PDEATHSIG, no_new_privs (unless told not to), installs the filter
 // with a new listener, hands the listener to the parent over a socketpair
 // (SCM_RIGHTS), closes its own copy and execs. Between installing the filter
@@ -17,7 +20,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
-#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,12 +47,6 @@ struct FilterPlan {
   std::optional<rlimit> command_nofile = std::nullopt;
 };
 
-// Chooses the plan once the child exists. `getfd_permitted` says whether
-// pidfd_getfd on the child worked (false: refused, e.g. by a container
-// runtime's seccomp profile or Yama), so the choice matches reality.
-using PlanChooser =
-    std::function<Result<FilterPlan>(bool getfd_permitted, int getfd_error)>;
-
 struct Launched {
   pid_t pid = -1;
   UniqueFd pidfd;     // the child; readable once it exits
@@ -58,18 +55,46 @@ struct Launched {
   bool wait_killable_recv = false;  // what the kernel accepted
 };
 
-// Starts `command` (looked up in PATH as execvp does) in a child. A failure
-// before the filter is in place returns an error; the child, if any, is
-// killed and reaped. Returns once the filter is in place, without waiting
-// for the exec (which the filter may trap): if the exec fails, the child
-// prints one line naming the command and exits 127 (not found) or 126.
-// `target_mask` is the signal mask the command starts with (the one the
-// supervisor itself was started with, not the one it blocks for signalfd).
-// The caller must have no signal handler for a signal that `target_mask`
-// leaves open: between unblocking and exec it would run in the child, on
-// the caller's memory.
-Result<Launched> launch(const std::vector<std::string>& command,
-                        const PlanChooser& choose_plan,
-                        const sigset_t& target_mask);
+// A child started by start_paused(), waiting for its plan. Killed and
+// reaped when destroyed before install() succeeded, so that no child is
+// left running on memory that is about to be freed.
+class PausedChild {
+ public:
+  PausedChild(PausedChild&&) noexcept;
+  PausedChild& operator=(PausedChild&&) noexcept;
+  ~PausedChild();
+
+  pid_t pid() const;
+  // Whether pidfd_getfd on this child worked (it does not under Docker's
+  // and containerd's default seccomp profiles, nor where Yama or
+  // dumpability forbid it), and its errno when not.
+  bool getfd_permitted() const { return getfd_error() == 0; }
+  int getfd_error() const;
+
+  // Sends `plan`; returns once the child has installed the filter (or,
+  // under plan.fail_open, failed to and goes on unsupervised), without
+  // waiting for the exec, which the filter may trap: if the exec fails, the
+  // child prints one line naming the command and exits 127 (not found) or
+  // 126. On failure the child is killed and reaped. Call at most once.
+  Result<Launched> install(const FilterPlan& plan);
+
+  struct State;
+
+ private:
+  explicit PausedChild(std::unique_ptr<State> state);
+  friend Result<PausedChild> start_paused(const std::vector<std::string>&,
+                                          const sigset_t&);
+
+  std::unique_ptr<State> state_;
+};
+
+// Starts `command` (looked up in PATH as execvp does) in a child that waits
+// for install(). `target_mask` is the signal mask the command starts with
+// (the one the supervisor itself was started with, not the one it blocks
+// for signalfd). The caller must have no signal handler for a signal that
+// `target_mask` leaves open: between unblocking and exec it would run in
+// the child, on the caller's memory.
+Result<PausedChild> start_paused(const std::vector<std::string>& command,
+                                 const sigset_t& target_mask);
 
 }  // namespace keepalive

@@ -105,6 +105,26 @@ int cannot_supervise(const Config& config, const std::string& why) {
   return kExitFailure;
 }
 
+// The filter and the child's set-up for `strategy`. Without CAP_SYS_ADMIN
+// the filter needs no_new_privs, and setuid programs lose their privilege.
+Result<FilterPlan> filter_plan(const Config& config, Strategy strategy,
+                               const DescriptorBudget& budget) {
+  bool no_new_privs = !has_cap_sys_admin();
+  Result<std::vector<sock_filter>> program =
+      build_filter(FilterSpec{.mode = config.mode,
+                              .strategy = strategy,
+                              .deny_io_uring = config.deny_io_uring,
+                              .watch_exec = !no_new_privs});
+  if (!program) return std::unexpected(program.error());
+  FilterPlan plan;
+  plan.program = std::move(*program);
+  plan.no_new_privs = no_new_privs;
+  plan.fail_open = config.fail_open;
+  plan.own_process_group = config.signal_group;
+  if (budget.raised) plan.command_nofile = budget.original;
+  return plan;
+}
+
 }  // namespace
 
 sigset_t forwarded_signals() {
@@ -173,41 +193,33 @@ int run_supervisor(const Config& config) {
         config, std::string(e.what()) + " (raise the memory limit, ulimit -v)");
   }
 
-  StrategyChoice choice;
-  bool getfd_refused = false;
-  bool no_new_privs = !has_cap_sys_admin();
-  PlanChooser chooser = [&](bool getfd_permitted,
-                            int getfd_error) -> Result<FilterPlan> {
-    getfd_refused = !getfd_permitted;
-    // Before the choice, as the filter's install will: emulation can leak
-    // fds without WAIT_KILLABLE_RECV (see Server::answer).
-    choice = choose_strategy(config.strategy, config.mode, getfd_permitted,
-                             getfd_error, !kernel_has_wait_killable_recv());
-    if (!choice.ok) return std::unexpected(SysError{getfd_error, choice.error});
-    FilterSpec spec{config.mode, choice.strategy, config.deny_io_uring,
-                    !no_new_privs};
-    Result<std::vector<sock_filter>> program = build_filter(spec);
-    if (!program) return std::unexpected(program.error());
-    FilterPlan plan;
-    plan.program = std::move(*program);
-    plan.no_new_privs = no_new_privs;
-    plan.fail_open = config.fail_open;
-    plan.own_process_group = config.signal_group;
-    if (budget.raised) plan.command_nofile = budget.original;
-    return plan;
-  };
-
-  Result<Launched> launched = launch(config.command, chooser, original_mask);
+  // Start the command paused, probe it, decide, then let it run.
+  Result<PausedChild> paused = start_paused(config.command, original_mask);
+  if (!paused) {
+    log_line(paused.error().message());
+    return kExitFailure;
+  }
+  bool getfd_refused = !paused->getfd_permitted();
+  // Emulation can leak fds without WAIT_KILLABLE_RECV (see Server::answer).
+  StrategyChoice choice = choose_strategy(
+      config.strategy, config.mode, paused->getfd_permitted(),
+      paused->getfd_error(), !kernel_has_wait_killable_recv());
+  if (!choice.ok) {
+    log_line(choice.error);
+    return kExitFailure;  // the paused child is killed and reaped
+  }
+  Result<FilterPlan> plan = filter_plan(config, choice.strategy, budget);
+  if (!plan) {
+    log_line(plan.error().message());
+    return kExitFailure;
+  }
+  Result<Launched> launched = paused->install(*plan);
   if (!launched) {
     const SysError& err = launched.error();
-    if (!choice.ok) {
-      log_line(choice.error);
-    } else {
-      log_line(err.message() + install_hint(err.err) +
-               (err.err == EBUSY ? "; --fail-open runs the command without "
-                                   "options instead"
-                                 : ""));
-    }
+    log_line(err.message() + install_hint(err.err) +
+             (err.err == EBUSY ? "; --fail-open runs the command without "
+                                 "options instead"
+                               : ""));
     return kExitFailure;
   }
   if (launched->install_error != 0) {

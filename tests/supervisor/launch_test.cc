@@ -1,6 +1,7 @@
-// launch(): the child runs the command under the filter, a failed plan
-// leaves no child behind, and the memory children run on is given back
-// once they are done with it.
+// start_paused() and install(): the child runs the command under the
+// filter, a child never installed or given a plan it cannot take is not
+// left behind, and the memory children run on is given back once they are
+// done with it.
 #include "supervisor/launch.h"
 
 #include <errno.h>
@@ -19,14 +20,13 @@ namespace {
 
 // A plan whose filter traps nothing these commands do (listen only), with
 // no_new_privs, so that no exec is trapped and nobody needs to answer.
-PlanChooser quiet_plan() {
-  return [](bool, int) -> Result<FilterPlan> {
-    auto program = build_filter({Mode::kListen, Strategy::kContinue});
-    if (!program) return std::unexpected(program.error());
-    FilterPlan plan;
-    plan.program = std::move(*program);
-    return plan;
-  };
+FilterPlan quiet_plan() {
+  auto program =
+      build_filter({.mode = Mode::kListen, .strategy = Strategy::kContinue});
+  EXPECT_TRUE(program) << program.error().message();
+  FilterPlan plan;
+  if (program) plan.program = std::move(*program);
+  return plan;
 }
 
 sigset_t current_mask() {
@@ -42,6 +42,17 @@ int wait_exit_code(pid_t pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+Result<Launched> launch(const std::vector<std::string>& command) {
+  Result<PausedChild> child = start_paused(command, current_mask());
+  if (!child) return std::unexpected(child.error());
+  return child->install(quiet_plan());
+}
+
+void expect_no_child_left() {
+  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
 size_t mapping_count() {
   std::ifstream maps("/proc/self/maps");
   std::string line;
@@ -52,33 +63,42 @@ size_t mapping_count() {
 
 TEST(LaunchTest, RunsTheCommandUnderTheFilter) {
   Result<Launched> launched = launch(
-      {"/bin/sh", "-c", "grep -q '^Seccomp:.*2' /proc/self/status && exit 7"},
-      quiet_plan(), current_mask());
+      {"/bin/sh", "-c", "grep -q '^Seccomp:.*2' /proc/self/status && exit 7"});
   ASSERT_TRUE(launched) << launched.error().message();
   EXPECT_TRUE(launched->listener.valid());
   EXPECT_TRUE(launched->pidfd.valid());
   EXPECT_EQ(wait_exit_code(launched->pid), 7);
 }
 
-TEST(LaunchTest, AFailedPlanLeavesNoChild) {
-  PlanChooser refuse = [](bool, int) -> Result<FilterPlan> {
-    return std::unexpected(SysError{EPERM, "no plan"});
-  };
-  Result<Launched> launched = launch({"/bin/true"}, refuse, current_mask());
-  ASSERT_FALSE(launched);
-  EXPECT_EQ(launched.error().err, EPERM);
-  EXPECT_EQ(launched.error().context, "no plan");
-  // The child was killed and reaped.
-  EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
-  EXPECT_EQ(errno, ECHILD);
+TEST(LaunchTest, AChildNeverInstalledIsNotLeftBehind) {
+  {
+    Result<PausedChild> child = start_paused({"/bin/true"}, current_mask());
+    ASSERT_TRUE(child) << child.error().message();
+    EXPECT_GT(child->pid(), 0);
+    // Root may copy the fds of its own child.
+    EXPECT_TRUE(child->getfd_permitted()) << child->getfd_error();
+  }
+  expect_no_child_left();
+}
+
+TEST(LaunchTest, APlanTooLargeFailsAndLeavesNoChild) {
+  {
+    Result<PausedChild> child = start_paused({"/bin/true"}, current_mask());
+    ASSERT_TRUE(child) << child.error().message();
+    FilterPlan plan;
+    plan.program.resize(5000, sock_filter{});
+    Result<Launched> launched = child->install(plan);
+    ASSERT_FALSE(launched);
+    EXPECT_EQ(launched.error().err, E2BIG);
+  }
+  expect_no_child_left();
 }
 
 TEST(LaunchTest, MemoryOfFinishedChildrenIsGivenBack) {
   // Each child runs on a stack and strings of ours until its exec; they
   // are freed once it is done, so many launches do not pile them up.
   auto launch_and_wait = [] {
-    Result<Launched> launched =
-        launch({"/bin/true"}, quiet_plan(), current_mask());
+    Result<Launched> launched = launch({"/bin/true"});
     ASSERT_TRUE(launched) << launched.error().message();
     EXPECT_EQ(wait_exit_code(launched->pid), 0);
   };
