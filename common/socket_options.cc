@@ -7,9 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#ifndef IPPROTO_MPTCP
-#define IPPROTO_MPTCP 262
-#endif
+#include "common/tcp.h"
 
 namespace keepalive {
 namespace {
@@ -42,10 +40,8 @@ SocketKind classify_socket(int fd) {
 }
 
 SocketKind socket_kind_of(int domain, int type, int protocol) {
-  bool inet = domain == AF_INET || domain == AF_INET6;
-  bool tcp = protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP;
-  return inet && type == SOCK_STREAM && tcp ? SocketKind::kTcp
-                                            : SocketKind::kNotTcp;
+  return tcp::socket_is_tcp(domain, type, protocol) ? SocketKind::kTcp
+                                                     : SocketKind::kNotTcp;
 }
 
 bool ApplyReport::any_failed() const {

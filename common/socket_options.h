@@ -12,7 +12,7 @@ namespace keepalive {
 
 enum class SocketKind { kTcp, kNotTcp, kError };
 
-// kTcp only for AF_INET/AF_INET6 + SOCK_STREAM + IPPROTO_TCP or IPPROTO_MPTCP;
+// kTcp only for what tcp::socket_is_tcp accepts (common/tcp.h);
 // kError (errno set) if the fd cannot be queried, e.g. it is not a socket.
 SocketKind classify_socket(int fd);
 // The same verdict from the socket's SO_DOMAIN, SO_TYPE and SO_PROTOCOL.

@@ -1,7 +1,6 @@
 // libkeepalive.so: options on client sockets, set just before connect().
 #include <sys/socket.h>
 
-#include "common/syscalls.h"
 #include "preload/hook.h"
 
 namespace {
@@ -16,6 +15,6 @@ extern "C" __attribute__((visibility("default"))) int connect(
   keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kConnect);
   auto real = reinterpret_cast<ConnectFn>(
       keepalive::preload::resolve_next("connect", &g_real_connect));
-  if (real == nullptr) return keepalive::sys::connect(fd, addr, len);
+  if (real == nullptr) return keepalive::preload::plain_connect(fd, addr, len);
   return real(fd, addr, len);
 }

@@ -3,6 +3,10 @@
 // on a TCP socket without disturbing the caller.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "common/settings.h"
 
 namespace keepalive::preload {
@@ -16,5 +20,17 @@ void apply_if_tcp(int fd, Mode mode);
 // and cached in `*slot`; nullptr (after one message on stderr) if the
 // dynamic loader cannot find it.
 void* resolve_next(const char* name, void** slot);
+
+// The plain system calls, for when the real libc function cannot be
+// resolved. Inline: each library carries only the one it hooks.
+inline int plain_socket(int domain, int type, int protocol) {
+  return static_cast<int>(syscall(SYS_socket, domain, type, protocol));
+}
+inline int plain_connect(int fd, const sockaddr* addr, socklen_t len) {
+  return static_cast<int>(syscall(SYS_connect, fd, addr, len));
+}
+inline int plain_listen(int fd, int backlog) {
+  return static_cast<int>(syscall(SYS_listen, fd, backlog));
+}
 
 }  // namespace keepalive::preload

@@ -2,7 +2,6 @@
 // listen(); accepted connections inherit them from the listening socket.
 #include <sys/socket.h>
 
-#include "common/syscalls.h"
 #include "preload/hook.h"
 
 namespace {
@@ -15,6 +14,6 @@ extern "C" __attribute__((visibility("default"))) int listen(int fd,
   keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kListen);
   auto real = reinterpret_cast<ListenFn>(
       keepalive::preload::resolve_next("listen", &g_real_listen));
-  if (real == nullptr) return keepalive::sys::listen(fd, backlog);
+  if (real == nullptr) return keepalive::preload::plain_listen(fd, backlog);
   return real(fd, backlog);
 }

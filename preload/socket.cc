@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <sys/socket.h>
 
-#include "common/syscalls.h"
+#include "common/tcp.h"
 #include "preload/hook.h"
 
 namespace {
@@ -17,12 +17,11 @@ extern "C" __attribute__((visibility("default"))) int socket(int domain,
   auto real = reinterpret_cast<SocketFn>(
       keepalive::preload::resolve_next("socket", &g_real_socket));
   int fd = real != nullptr ? real(domain, type, protocol)
-                           : keepalive::sys::socket(domain, type, protocol);
+                           : keepalive::preload::plain_socket(domain, type, protocol);
   if (fd < 0) return fd;
-  // Cheap pre-check on the arguments; classify_socket then confirms on the
-  // socket itself (protocol 0 may mean TCP or, for some stacks, not).
-  if ((domain == AF_INET || domain == AF_INET6) &&
-      (type & 0xf) == SOCK_STREAM) {
+  // Cheap pre-check on the arguments, the same the supervisor's filter
+  // makes; apply_if_tcp then confirms on the socket itself.
+  if (keepalive::tcp::socket_call_is_tcp(domain, type, protocol)) {
     keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kSocket);
   }
   return fd;  // apply_if_tcp leaves errno as socket() set it

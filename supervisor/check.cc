@@ -14,7 +14,6 @@
 
 #include <string_view>
 
-#include "common/syscalls.h"
 #include "common/unique_fd.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
@@ -22,6 +21,7 @@
 #include "supervisor/option_ring.h"
 #include "supervisor/server.h"
 #include "supervisor/strategy.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

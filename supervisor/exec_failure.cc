@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -9,11 +9,8 @@
 
 #include <memory>
 
+#include "common/tcp.h"
 #include "common/unique_fd.h"
-
-#ifndef IPPROTO_MPTCP
-#define IPPROTO_MPTCP 262
-#endif
 
 namespace keepalive {
 namespace {
@@ -38,16 +35,14 @@ constexpr int kPseudoCallCeiling = -10000;
 // architectures compare only the low word anyway).
 Result<void> add_socket_rules(scmp_filter_ctx ctx, int nr) {
   constexpr scmp_datum_t kInt = 0xffffffff;
-  constexpr int kSockTypeMask = 0xf;  // SOCK_TYPE_MASK: type without flags
-  for (int domain : {AF_INET, AF_INET6}) {
-    for (int protocol : {0, static_cast<int>(IPPROTO_TCP),
-                         static_cast<int>(IPPROTO_MPTCP)}) {
+  for (int domain : tcp::kDomains) {
+    for (int protocol : tcp::kSocketProtocols) {
       auto rc = check(
           seccomp_rule_add(
               ctx, SCMP_ACT_NOTIFY, nr, 3,
               SCMP_A0(SCMP_CMP_MASKED_EQ, kInt,
                       static_cast<scmp_datum_t>(domain)),
-              SCMP_A1(SCMP_CMP_MASKED_EQ, kSockTypeMask, SOCK_STREAM),
+              SCMP_A1(SCMP_CMP_MASKED_EQ, tcp::kTypeMask, SOCK_STREAM),
               SCMP_A2(SCMP_CMP_MASKED_EQ, kInt,
                       static_cast<scmp_datum_t>(protocol))),
           "seccomp_rule_add(socket)");

@@ -18,9 +18,9 @@
 #include <memory>
 #include <mutex>
 
-#include "common/syscalls.h"
 #include "supervisor/command_path.h"
 #include "supervisor/exec_failure.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -9,7 +9,7 @@
 #include <new>
 #include <utility>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 

@@ -6,10 +6,10 @@
 #include <utility>
 
 #include "common/socket_options.h"
-#include "common/syscalls.h"
 #include "common/unique_fd.h"
 #include "supervisor/filter.h"
 #include "supervisor/log.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -14,8 +14,8 @@
 #include <climits>
 #include <iterator>
 
-#include "common/syscalls.h"
 #include "supervisor/error.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

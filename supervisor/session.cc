@@ -16,10 +16,10 @@
 #include <string>
 #include <system_error>
 
-#include "common/syscalls.h"
 #include "supervisor/detach.h"
 #include "supervisor/log.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 

@@ -16,7 +16,6 @@
 #include <string>
 
 #include "common/quote.h"
-#include "common/syscalls.h"
 #include "supervisor/command_path.h"
 #include "supervisor/exec_failure.h"
 #include "supervisor/fd_limit.h"
@@ -26,6 +25,7 @@
 #include "supervisor/notification_handler.h"
 #include "supervisor/session.h"
 #include "supervisor/strategy.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -14,7 +14,7 @@
 
 #include <string>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -15,12 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "common/tcp.h"
 #include "common/unique_fd.h"
 #include "tests/common/every_option.h"
 
-#ifndef IPPROTO_MPTCP
-#define IPPROTO_MPTCP 262
-#endif
 
 namespace keepalive {
 namespace {
@@ -79,7 +77,7 @@ TEST(ClassifySocketTest, TcpOverIpv4AndIpv6IsTcp) {
 }
 
 TEST(ClassifySocketTest, MptcpIsTcp) {
-  UniqueFd fd(socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP));
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM, tcp::kMptcpProtocol));
   if (!fd.valid()) GTEST_SKIP() << "MPTCP unavailable: " << strerror(errno);
   EXPECT_EQ(classify_socket(fd.get()), SocketKind::kTcp);
 }

@@ -20,8 +20,8 @@
 
 #include "common/settings.h"
 #include "common/socket_options.h"
-#include "common/syscalls.h"
 #include "common/unique_fd.h"
+#include "supervisor/syscalls.h"
 
 namespace {
 

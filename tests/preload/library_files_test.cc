@@ -39,6 +39,20 @@ TEST_P(LibraryFileTest, ExportsOnlyItsHook) {
   EXPECT_EQ(line.substr(line.find(' ')), " T " + GetParam().hook) << line;
 }
 
+// The whole symbol table, local symbols included: the supervisor's system
+// calls (pidfd, seccomp, io_uring) have no business in a target's memory.
+TEST_P(LibraryFileTest, CarriesNothingOfTheSupervisor) {
+  RunResult r = run({"nm", "-C", GetParam().path});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  // Not stripped: the library's own internals are listed.
+  EXPECT_NE(r.out.find("apply_if_tcp"), std::string::npos) << r.out;
+  for (const char* foreign :
+       {"pidfd", "seccomp", "io_uring", "keepalive::sys::"}) {
+    EXPECT_EQ(r.out.find(foreign), std::string::npos)
+        << GetParam().path << " carries " << foreign << ":\n" << r.out;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Libraries, LibraryFileTest,
                          ::testing::Values(Library{kConnectLibrary, "connect"},
                                            Library{kListenLibrary, "listen"},

@@ -21,13 +21,11 @@
 #include <tuple>
 #include <vector>
 
-#include "common/syscalls.h"
+#include "common/tcp.h"
 #include "common/unique_fd.h"
 #include "supervisor/filter_rules.h"
+#include "supervisor/syscalls.h"
 
-#ifndef IPPROTO_MPTCP
-#define IPPROTO_MPTCP 262
-#endif
 
 namespace keepalive {
 namespace {
@@ -192,7 +190,7 @@ long perform(Call call, int udp) {
       return socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
                     IPPROTO_TCP);
     case Call::kMptcp:
-      return socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP);
+      return socket(AF_INET, SOCK_STREAM, tcp::kMptcpProtocol);
     case Call::kTcp4HighBits: {
       constexpr long kHigh = 1L << 32;
       return syscall(SYS_socket, kHigh | AF_INET, kHigh | SOCK_STREAM, kHigh);

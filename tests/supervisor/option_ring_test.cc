@@ -26,12 +26,10 @@
 #include <thread>
 #include <vector>
 
+#include "common/tcp.h"
 #include "common/unique_fd.h"
 #include "tests/common/every_option.h"
 
-#ifndef IPPROTO_MPTCP
-#define IPPROTO_MPTCP 262
-#endif
 
 namespace keepalive {
 
@@ -55,8 +53,8 @@ constexpr FdKind kTcp6{"tcp6", AF_INET6, SOCK_STREAM, 0};
 constexpr FdKind kKinds[] = {
     kTcp4,
     kTcp6,
-    {"mptcp4", AF_INET, SOCK_STREAM, IPPROTO_MPTCP},
-    {"mptcp6", AF_INET6, SOCK_STREAM, IPPROTO_MPTCP},
+    {"mptcp4", AF_INET, SOCK_STREAM, tcp::kMptcpProtocol},
+    {"mptcp6", AF_INET6, SOCK_STREAM, tcp::kMptcpProtocol},
     {"udp4", AF_INET, SOCK_DGRAM, 0},
     {"udp6", AF_INET6, SOCK_DGRAM, 0},
     {"unix_stream", AF_UNIX, SOCK_STREAM, 0},
@@ -426,7 +424,7 @@ TEST_P(OptionRingTest, MptcpTakesWhatItsKernelTakes) {
   // Which TCP options MPTCP accepts depends on the kernel version; both
   // paths must agree with the kernel either way.
   for (const FdKind& kind : kKinds) {
-    if (kind.protocol != IPPROTO_MPTCP) continue;
+    if (kind.protocol != tcp::kMptcpProtocol) continue;
     SCOPED_TRACE(kind.name);
     TestFd probe = Make(kind);
     if (probe.error != 0) {

@@ -27,7 +27,7 @@
 #include <tuple>
 #include <utility>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 #include "tests/supervisor/options_harness.h"
 
 namespace keepalive::tests {

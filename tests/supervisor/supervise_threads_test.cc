@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 #include "tests/supervisor/options_harness.h"
 
 namespace keepalive::tests {

@@ -28,8 +28,8 @@
 #include <thread>
 #include <vector>
 
-#include "common/syscalls.h"
 #include "common/unique_fd.h"
+#include "supervisor/syscalls.h"
 #include "tests/common/scratch_dir.h"
 
 namespace keepalive {

@@ -11,7 +11,7 @@
 
 #include <thread>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 namespace keepalive {
 namespace {

@@ -1,4 +1,4 @@
-#include "common/syscalls.h"
+#include "supervisor/syscalls.h"
 
 #include <errno.h>
 #include <sys/syscall.h>
@@ -27,18 +27,6 @@ int seccomp_set_filter(unsigned flags, const struct sock_fprog* prog) {
 int seccomp_action_available(uint32_t action) {
   return static_cast<int>(
       syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action));
-}
-
-int socket(int domain, int type, int protocol) {
-  return static_cast<int>(syscall(SYS_socket, domain, type, protocol));
-}
-
-int connect(int fd, const struct sockaddr* addr, socklen_t len) {
-  return static_cast<int>(syscall(SYS_connect, fd, addr, len));
-}
-
-int listen(int fd, int backlog) {
-  return static_cast<int>(syscall(SYS_listen, fd, backlog));
 }
 
 int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes) {

@@ -1,5 +1,5 @@
-// Every raw syscall() of the project, and fallback definitions of kernel
-// constants that Debian 12's headers (Linux 6.1) may lack. Each wrapper
+// The supervisor's raw syscall()s, and fallback definitions of the kernel
+// constants it uses that Debian 12's headers (Linux 6.1) may lack. Each wrapper
 // returns what the syscall returns, with errno set on failure, except those
 // in sys::raw (see there).
 #pragma once
@@ -82,11 +82,6 @@ int pidfd_send_signal(int pidfd, int sig, siginfo_t* info, unsigned flags);
 int seccomp_set_filter(unsigned flags, const struct sock_fprog* prog);
 // seccomp(SECCOMP_GET_ACTION_AVAIL, 0, &action).
 int seccomp_action_available(uint32_t action);
-// The plain socket calls, for a preload library whose real function could
-// not be resolved.
-int socket(int domain, int type, int protocol);
-int connect(int fd, const struct sockaddr* addr, socklen_t len);
-int listen(int fd, int backlog);
 // seccomp(SECCOMP_GET_NOTIF_SIZES, 0, sizes).
 int seccomp_notif_sizes(struct seccomp_notif_sizes* sizes);
 // capget(header, data): the calling thread's capability sets.
