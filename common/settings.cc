@@ -122,11 +122,11 @@ Settings Settings::with_debug(bool debug) const {
 
 ParsedValue parse_option_value(Option option, const char* text) {
   const OptionInfo& info = option_info(option);
-  ParsedValue bad{false, 0, expected_text(option)};
+  ParsedValue bad{.ok = false, .value = 0, .expected = expected_text(option)};
   if (text == nullptr || *text == '\0') return bad;
   if (option == Option::kUserTimeout && text[0] == '-' && text[1] == '1' &&
       text[2] == '\0') {
-    return {true, kDeriveUserTimeout, nullptr};
+    return {.ok = true, .value = kDeriveUserTimeout, .expected = nullptr};
   }
   long long value = 0;
   for (const char* p = text; *p != '\0'; ++p) {
@@ -135,7 +135,7 @@ ParsedValue parse_option_value(Option option, const char* text) {
     if (value > INT_MAX) return bad;  // stops before any overflow
   }
   if (value != 0 && (value < info.min || value > info.max)) return bad;
-  return {true, static_cast<int>(value), nullptr};
+  return {.ok = true, .value = static_cast<int>(value), .expected = nullptr};
 }
 
 int derive_user_timeout(int keepidle, int keepintvl, int keepcnt) {

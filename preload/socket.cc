@@ -16,8 +16,9 @@ extern "C" __attribute__((visibility("default"))) int socket(int domain,
                                                              int protocol) {
   auto real = reinterpret_cast<SocketFn>(
       keepalive::preload::resolve_next("socket", &g_real_socket));
-  int fd = real != nullptr ? real(domain, type, protocol)
-                           : keepalive::preload::plain_socket(domain, type, protocol);
+  int fd = real != nullptr
+               ? real(domain, type, protocol)
+               : keepalive::preload::plain_socket(domain, type, protocol);
   if (fd < 0) return fd;
   // Cheap pre-check on the arguments, the same the supervisor's filter
   // makes; apply_if_tcp then confirms on the socket itself.

@@ -47,7 +47,8 @@ CallerCheck::Judgement CallerCheck::judge(const seccomp_notif& req) {
     warnings_.limited("identity-unreadable",
                       "cannot tell whether pid " + std::to_string(tid) +
                           " has the supervisor's credentials and network "
-                          "namespace (" + identity.error().message() +
+                          "namespace (" +
+                          identity.error().message() +
                           "); its TCP sockets get no options");
     return Judgement::kDifferent;
   }
@@ -86,7 +87,8 @@ CallerCheck::Judgement CallerCheck::judge_placement(const seccomp_notif& req,
     warnings_.limited("placement-unreadable",
                       "cannot tell whether pid " + pid +
                           " is in the supervisor's cgroups with its security "
-                          "label (" + same.error().message() +
+                          "label (" +
+                          same.error().message() +
                           "); its TCP sockets get no options (use --strategy "
                           "continue to cover it)");
   } else if (entry == nullptr || !entry->placement_warned) {

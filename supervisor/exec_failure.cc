@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 
+#include "supervisor/exit_codes.h"
 #include "supervisor/syscalls.h"
 
 namespace keepalive {
@@ -140,7 +141,7 @@ KEEPALIVE_CHILD_CODE int describe_exec_failure(const char* name,
                                                size_t* length) {
   if (err == ENOENT && explain_missing_interpreter(name, candidates, describe,
                                                    line, size, length)) {
-    return 126;  // bash's status for it: found, but it cannot run
+    return kExitNotExecutable;  // bash's status for it: found, not runnable
   }
   append(line, size, length, "keepalive-supervise: ");
   append_quoted(line, size, length, name);
@@ -153,7 +154,7 @@ KEEPALIVE_CHILD_CODE int describe_exec_failure(const char* name,
     append_number(line, size, length, err);
   }
   append(line, size, length, "\n");
-  return err == ENOENT ? 127 : 126;
+  return err == ENOENT ? kExitNotFound : kExitNotExecutable;
 }
 
 }  // namespace keepalive

@@ -20,6 +20,7 @@
 
 #include "supervisor/command_path.h"
 #include "supervisor/exec_failure.h"
+#include "supervisor/exit_codes.h"
 #include "supervisor/syscalls.h"
 
 namespace keepalive {
@@ -195,7 +196,7 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
   // The target must not outlive the supervisor: without it every trapped
   // call would fail with ENOSYS. SIGKILL it instead (see README).
   sys::raw::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (sys::raw::getppid() != ctx.parent) sys::raw::exit_group(125);
+  if (sys::raw::getppid() != ctx.parent) sys::raw::exit_group(kExitFailure);
 
   // Every signal stays blocked (as clone left it) until just before exec, so
   // that nothing of the supervisor's runs here. Dispositions are left as
@@ -205,12 +206,14 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
     n = sys::raw::recv(ctx.sock, ctx.plan, sizeof *ctx.plan);
   } while (n == -EINTR);
   // Short: the parent is gone (EOF) or broke the protocol.
-  if (n < static_cast<long>(sizeof(PlanHeader))) sys::raw::exit_group(125);
+  if (n < static_cast<long>(sizeof(PlanHeader))) {
+    sys::raw::exit_group(kExitFailure);
+  }
   const PlanHeader& header = ctx.plan->header;
   if (header.count > kMaxInstructions ||
       static_cast<size_t>(n) !=
           sizeof(PlanHeader) + header.count * sizeof(sock_filter)) {
-    sys::raw::exit_group(125);
+    sys::raw::exit_group(kExitFailure);
   }
   sock_fprog prog{static_cast<unsigned short>(header.count), ctx.plan->program};
 
@@ -242,7 +245,7 @@ KEEPALIVE_CHILD_CODE int exec_command(const ChildContext& ctx) {
     int err = static_cast<int>(-listener);
     if (!header.fail_open) {
       send_report(ctx.sock, ChildReport::kInstallFailed, err);
-      sys::raw::exit_group(125);
+      sys::raw::exit_group(kExitFailure);
     }
     send_report(ctx.sock, ChildReport::kRunUnsupervised, err);
   } else {

@@ -23,9 +23,10 @@ Result<std::unique_ptr<KernelListener>> KernelListener::open(UniqueFd fd) {
   // libseccomp allocates at the kernel's sizes too; it fails only for
   // memory.
   if (seccomp_notify_alloc(&req, &resp) != 0) {
-    return std::unexpected(SysError{
-        ENOMEM, "allocating the notification buffers (raise the memory "
-                "limit, ulimit -v)"});
+    return std::unexpected(
+        SysError{ENOMEM,
+                 "allocating the notification buffers (raise the memory "
+                 "limit, ulimit -v)"});
   }
   auto* listener = new (std::nothrow) KernelListener(
       std::move(fd), req, resp, sizes.seccomp_notif, sizes.seccomp_notif_resp);
@@ -84,8 +85,7 @@ Result<void> KernelListener::send_value(uint64_t id, int64_t value) {
   return send(id, value, 0);
 }
 
-Result<void> KernelListener::send(uint64_t id, int64_t value,
-                                  uint32_t flags) {
+Result<void> KernelListener::send(uint64_t id, int64_t value, uint32_t flags) {
   memset(resp_, 0, resp_size_);
   resp_->id = id;
   resp_->val = value;

@@ -63,8 +63,8 @@ class NotificationHandler {
 
   // Server's report of what became of decide()'s verdict for `req`, and of
   // the fd the caller got (kInject answered as decided).
-  void answered(const seccomp_notif& req, const Verdict& verdict,
-                Answered how, int target_fd);
+  void answered(const seccomp_notif& req, const Verdict& verdict, Answered how,
+                int target_fd);
 
   // Readable when a cached thread exits; drop_exited() then forgets it.
   int exits_fd() const { return tasks_.exits_fd(); }

@@ -111,8 +111,7 @@ Answered Server::answer(uint64_t id, const Verdict& verdict, int* target_fd) {
     if (added.error().err == ENOENT) return Answered::kGone;
     // EMFILE at the target's limit, among others: the kernel gives the
     // target the answer it would have had without us.
-    return listener_.send_continue(id) ? Answered::kContinued
-                                       : Answered::kGone;
+    return listener_.send_continue(id) ? Answered::kContinued : Answered::kGone;
   }
   if (!listener_.send_value(id, *added)) return Answered::kLeftFd;
   *target_fd = *added;

@@ -44,8 +44,8 @@ class Server {
   Listener& listener_;
   NotificationHandler handler_;
   bool received_any_ = false;
-  uint64_t last_id_ = 0;       // of the last call received
-  bool unanswered_ = false;    // a call was received and not yet answered
+  uint64_t last_id_ = 0;           // of the last call received
+  bool unanswered_ = false;        // a call was received and not yet answered
   uint64_t failures_ = 0;          // exceptions caught while handling
   uint64_t failures_logged_ = 0;   // of which already counted in a line
   int64_t failure_logged_at_ = 0;  // CLOCK_MONOTONIC seconds, 0 = never

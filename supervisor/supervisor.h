@@ -6,14 +6,9 @@
 #include <signal.h>
 
 #include "supervisor/config.h"
+#include "supervisor/exit_codes.h"
 
 namespace keepalive {
-
-// Exit statuses of the supervisor itself (the target's own pass through).
-inline constexpr int kExitUsage = 2;         // bad command line
-inline constexpr int kExitFailure = 125;     // could not supervise
-inline constexpr int kExitNotExecutable = 126;
-inline constexpr int kExitNotFound = 127;
 
 // The signals forwarded to the target, as tini forwards them: every
 // catchable one but SIGCHLD (ours to reap, as init) and the synchronous

@@ -171,14 +171,14 @@ Result<pid_t> thread_group_of(pid_t tid) {
 Result<TaskPidfd> open_task_pidfd(pid_t tid) {
   if (pidfd_thread_works()) {
     int fd = sys::pidfd_open(tid, PIDFD_THREAD);
-    if (fd >= 0) return TaskPidfd{UniqueFd(fd), true};
+    if (fd >= 0) return TaskPidfd{.fd = UniqueFd(fd), .of_task = true};
     if (errno == EINVAL) errno = ESRCH;  // the flag works: the task is dying
     return errno_error("pidfd_open");
   }
   // Before 6.9: only a thread group leader has a pidfd. A thread that
   // unshared its fd table is not reached this way (its leader's table is).
   int fd = sys::pidfd_open(tid, 0);
-  if (fd >= 0) return TaskPidfd{UniqueFd(fd), true};
+  if (fd >= 0) return TaskPidfd{.fd = UniqueFd(fd), .of_task = true};
   if (errno != EINVAL) return errno_error("pidfd_open");
   Result<pid_t> tgid = thread_group_of(tid);
   if (!tgid) return std::unexpected(SysError{ESRCH, "pidfd_open"});
@@ -187,7 +187,7 @@ Result<TaskPidfd> open_task_pidfd(pid_t tid) {
     if (errno == EINVAL) errno = ESRCH;
     return errno_error("pidfd_open");
   }
-  return TaskPidfd{UniqueFd(fd), false};
+  return TaskPidfd{.fd = UniqueFd(fd), .of_task = false};
 }
 
 Result<Placement> own_placement(PlacementKinds* kinds) {

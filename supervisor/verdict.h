@@ -40,12 +40,12 @@ struct Verdict {
 
 // What became of a verdict's answer.
 enum class Answered {
-  kAsDecided,    // the caller got the answer the verdict asked for
-  kContinued,    // an fd could not be added (the caller's fd limit, say):
-                 // the kernel runs the call instead
-  kGone,         // the caller was gone or interrupted: nothing answered
-  kLeftFd,       // the fd was added but the call was interrupted before
-                 // its answer: the fd stays in the caller, unknown to it
+  kAsDecided,  // the caller got the answer the verdict asked for
+  kContinued,  // an fd could not be added (the caller's fd limit, say):
+               // the kernel runs the call instead
+  kGone,       // the caller was gone or interrupted: nothing answered
+  kLeftFd,     // the fd was added but the call was interrupted before
+               // its answer: the fd stays in the caller, unknown to it
 };
 
 }  // namespace keepalive

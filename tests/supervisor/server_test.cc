@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/audit.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,8 +18,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <deque>
 #include <set>
@@ -93,10 +92,10 @@ class FakeListener final : public Listener {
 
   // Calls with these ids are gone: alive() says so, answers fail ENOENT.
   std::set<uint64_t> gone_;
-  int add_error_ = 0;        // add_fd fails with it, unless 0
+  int add_error_ = 0;  // add_fd fails with it, unless 0
   // Calls are interrupted after add_fd: send_value fails with ENOENT.
   bool interrupt_answers_ = false;
-  int drained_ = -1;         // written to once the queue is empty
+  int drained_ = -1;  // written to once the queue is empty
   std::vector<Answer> answers_;
   std::vector<UniqueFd> added_;  // the callers' copies (ours, here)
 
@@ -260,8 +259,8 @@ TEST_F(ServerTest, ConnectGivesTheCallersOwnSocketItsOptions) {
   Server server(listener_, options_);
   UniqueFd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_TRUE(sock.valid());
-  listener_.push(call(5, self(), __NR_connect,
-                      static_cast<uint64_t>(sock.get())));
+  listener_.push(
+      call(5, self(), __NR_connect, static_cast<uint64_t>(sock.get())));
   server.handle_one();
   ASSERT_EQ(listener_.answers_.size(), 1u);
   EXPECT_TRUE(listener_.answers_[0].continued);
