@@ -46,7 +46,7 @@ int first_of_ours(dl_phdr_info* info, size_t, void* data) {
 // Several of our libraries can be preloaded together, each with its own
 // copy of this file; only the first in load order reports invalid values,
 // so that a process gets each warning once. A copy installed under another
-// name is never "first", so it warns, as every copy did before.
+// name is never "first", so it always warns.
 bool reports_warnings() {
   Dl_info self{};
   if (dladdr(reinterpret_cast<void*>(&first_of_ours), &self) == 0 ||

@@ -8,7 +8,8 @@
 
 namespace keepalive {
 
-// How options reach the target's sockets (see DESIGN-NOTES):
+// How options reach the target's sockets (README, "How the code is laid
+// out"):
 //  - kEmulate: trap TCP socket() calls, create the socket in the supervisor,
 //    set the options, inject it with SECCOMP_IOCTL_NOTIF_ADDFD;
 //  - kContinue: trap connect()/listen(), copy the target's fd with

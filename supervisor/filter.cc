@@ -130,8 +130,7 @@ Result<std::vector<sock_filter>> build_filter(const FilterSpec& spec) {
   // while the child waits in its trapped exec. Under a profile that
   // refuses seccomp() those probes fail, and every notification would be
   // refused too. The child's install is what says whether the kernel has
-  // user notification; pin the level here, where it used to be pinned as a
-  // side effect of compiling the filter at run time.
+  // user notification, so the level is pinned here.
   seccomp_api_set(5);
   if (spec.strategy != Strategy::kEmulate &&
       spec.strategy != Strategy::kContinue) {
