@@ -115,6 +115,7 @@ Probe probe_supervision() {
   }
   FilterPlan plan;
   plan.program = std::move(*program);
+  plan.wait_killable_recv = kernel_has_wait_killable_recv();
   Result<Launched> launched = child->install(plan);
   if (!launched) {
     probe.launch_error = launched.error().message();

@@ -326,15 +326,6 @@ Result<std::unique_ptr<ChildMemory>> prepare_child(
   return memory;
 }
 
-// Whether the kernel knows these SECCOMP_SET_MODE_FILTER flags. It checks
-// them before it reads the program, so with none it fails with EFAULT if it
-// knows them and EINVAL if not. Asked here, through libc, rather than left
-// to the child's fallback alone: a test fakes older kernels by interposing
-// libc, which the child's raw calls bypass.
-bool filter_flags_known(unsigned flags) {
-  return !(sys::seccomp_set_filter(flags, nullptr) < 0 && errno == EINVAL);
-}
-
 Result<ReportMessage> receive_report(int sock, UniqueFd* fd) {
   ReportMessage msg{};
   iovec iov{&msg, sizeof msg};
@@ -453,12 +444,9 @@ Result<Launched> PausedChild::install(const FilterPlan& plan) {
   if (plan.program.size() > kMaxInstructions) {
     return std::unexpected(SysError{E2BIG, "seccomp filter"});
   }
-  bool killable = plan.wait_killable_recv &&
-                  filter_flags_known(SECCOMP_FILTER_FLAG_NEW_LISTENER |
-                                     SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
   PlanHeader header{.count = static_cast<uint32_t>(plan.program.size()),
                     .no_new_privs = plan.no_new_privs,
-                    .wait_killable_recv = killable,
+                    .wait_killable_recv = plan.wait_killable_recv,
                     .fail_open = plan.fail_open,
                     .own_process_group = plan.own_process_group,
                     .restore_nofile = plan.command_nofile.has_value(),

@@ -34,7 +34,11 @@ namespace keepalive {
 struct FilterPlan {
   std::vector<sock_filter> program;
   bool no_new_privs = true;
-  bool wait_killable_recv = true;  // dropped if the kernel refuses it
+  // Ask for WAIT_KILLABLE_RECV: set from kernel_has_wait_killable_recv()
+  // (strategy.h), which asks through libc, where a test can fake an older
+  // kernel; the child, whose raw calls bypass libc, drops the flag if the
+  // kernel refuses it all the same.
+  bool wait_killable_recv = true;
   // If the filter cannot be installed, exec the command unsupervised
   // (Launched::install_error says why) instead of failing.
   bool fail_open = false;

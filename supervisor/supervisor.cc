@@ -108,6 +108,7 @@ int cannot_supervise(const Config& config, const std::string& why) {
 // The filter and the child's set-up for `strategy`. Without CAP_SYS_ADMIN
 // the filter needs no_new_privs, and setuid programs lose their privilege.
 Result<FilterPlan> filter_plan(const Config& config, Strategy strategy,
+                               bool wait_killable_recv,
                                const DescriptorBudget& budget) {
   bool no_new_privs = !has_cap_sys_admin();
   Result<std::vector<sock_filter>> program =
@@ -119,6 +120,7 @@ Result<FilterPlan> filter_plan(const Config& config, Strategy strategy,
   FilterPlan plan;
   plan.program = std::move(*program);
   plan.no_new_privs = no_new_privs;
+  plan.wait_killable_recv = wait_killable_recv;
   plan.fail_open = config.fail_open;
   plan.own_process_group = config.signal_group;
   if (budget.raised) plan.command_nofile = budget.original;
@@ -201,14 +203,16 @@ int run_supervisor(const Config& config) {
   }
   bool getfd_refused = !paused->getfd_permitted();
   // Emulation can leak fds without WAIT_KILLABLE_RECV (see Server::answer).
-  StrategyChoice choice = choose_strategy(
-      config.strategy, config.mode, paused->getfd_permitted(),
-      paused->getfd_error(), !kernel_has_wait_killable_recv());
+  bool killable = kernel_has_wait_killable_recv();
+  StrategyChoice choice =
+      choose_strategy(config.strategy, config.mode, paused->getfd_permitted(),
+                      paused->getfd_error(), !killable);
   if (!choice.ok) {
     log_line(choice.error);
     return kExitFailure;  // the paused child is killed and reaped
   }
-  Result<FilterPlan> plan = filter_plan(config, choice.strategy, budget);
+  Result<FilterPlan> plan =
+      filter_plan(config, choice.strategy, killable, budget);
   if (!plan) {
     log_line(plan.error().message());
     return kExitFailure;
