@@ -29,9 +29,9 @@ case_options() {
   help=$("$KEEPALIVE_SUPERVISE" --help)
   text=$(plain "$PAGE1")
 
-  # Long options: every --name in the help; short ones: "-x [ --name ]".
+  # Long options: every --name in the help; short ones: "  -x, --name".
   options=$(grep -o -- '--[a-z][a-z-]*' <<<"$help" | sort -u)
-  options+=$'\n'$(grep -o -- '^ *-[a-z] \[' <<<"$help" | tr -d ' [')
+  options+=$'\n'$(grep -o -- '^ *-[a-z],' <<<"$help" | tr -d ' ,')
   [[ $(wc -l <<<"$options") -ge 20 ]] || fail "too few options in --help: $options"
   for option in $options; do
     grep -q -- "$option\b" <<<"$text" || missing+=("$option")
