@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "tests/preload/fixtures.h"
-#include "tests/preload/subprocess.h"
+#include "tests/support/process.h"
 
 namespace keepalive::tests {
 namespace {
@@ -37,7 +37,7 @@ class PrivateNetwork {
                  " (network namespaces refused here)";
       return;
     }
-    RunResult r = run({"ip", "link", "set", "lo", "up"});
+    Outcome r = run({"ip", "link", "set", "lo", "up"});
     EXPECT_EQ(r.exit_code(), 0) << "ip link set lo up: " << r.err;
   }
   ~PrivateNetwork() {
@@ -59,7 +59,7 @@ class PrivateNetwork {
          std::to_string(port), "drop"},
     };
     for (const auto& command : commands) {
-      RunResult r = run(command);
+      Outcome r = run(command);
       ASSERT_EQ(r.exit_code(), 0)
           << command[2] << " " << command[3] << ": " << r.err;
     }
@@ -78,9 +78,9 @@ TEST(BlackholeTest, ConnectGivesUpAfterUserTimeout) {
   // -v only makes nc say why it failed.
   std::vector<std::string> nc = {"nc", "-v", "127.0.0.1", std::to_string(port)};
 
-  Subprocess plain(nc, {});
+  Process plain(nc, {});
   auto plain_start = Clock::now();
-  RunResult hooked =
+  Outcome hooked =
       run(nc, {preload({kConnectLibrary}), "TCP_USER_TIMEOUT=2000"},
           milliseconds(15000));
   EXPECT_FALSE(hooked.timed_out) << "still connecting after 15 s";
@@ -105,9 +105,9 @@ TEST(BlackholeTest, IdleConnectionDiesAfterKeepaliveProbes) {
   std::vector<std::string> nc = {"nc", "127.0.0.1",
                                  std::to_string(server.port())};
   // Derived user timeout: (1 + 1 * 2) s = 3 s.
-  Subprocess hooked(nc, {preload({kConnectLibrary}), "TCP_KEEPIDLE=1",
+  Process hooked(nc, {preload({kConnectLibrary}), "TCP_KEEPIDLE=1",
                          "TCP_KEEPINTVL=1", "TCP_KEEPCNT=2"});
-  Subprocess plain(nc, {});
+  Process plain(nc, {});
   UniqueFd first = server.accept_one(5000);
   UniqueFd second = server.accept_one(5000);
   ASSERT_TRUE(first.valid() && second.valid()) << "nc never connected";
@@ -117,7 +117,7 @@ TEST(BlackholeTest, IdleConnectionDiesAfterKeepaliveProbes) {
   auto dropped = Clock::now();
   // nc says nothing: its read fails with ETIMEDOUT, and with stdin already
   // at EOF it has nothing left to do and exits.
-  RunResult r = hooked.wait(milliseconds(15000));
+  Outcome r = hooked.wait(milliseconds(15000));
   double took = seconds_since(dropped);
   EXPECT_FALSE(r.timed_out) << "connection still up after 15 s";
   EXPECT_GE(took, 1.5);

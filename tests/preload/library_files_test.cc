@@ -5,7 +5,7 @@
 #include <string>
 
 #include "tests/preload/fixtures.h"
-#include "tests/preload/subprocess.h"
+#include "tests/support/process.h"
 
 namespace keepalive::tests {
 namespace {
@@ -18,7 +18,7 @@ struct Library {
 class LibraryFileTest : public ::testing::TestWithParam<Library> {};
 
 TEST_P(LibraryFileTest, LddListsOnlyLibcAndTheLoader) {
-  RunResult r = run({"ldd", GetParam().path});
+  Outcome r = run({"ldd", GetParam().path});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   EXPECT_EQ(r.out.find("libstdc++"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("libgcc_s"), std::string::npos) << r.out;
@@ -31,7 +31,7 @@ TEST_P(LibraryFileTest, LddListsOnlyLibcAndTheLoader) {
 }
 
 TEST_P(LibraryFileTest, ExportsOnlyItsHook) {
-  RunResult r = run({"nm", "-D", "--defined-only", GetParam().path});
+  Outcome r = run({"nm", "-D", "--defined-only", GetParam().path});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   ASSERT_EQ(r.out_lines().size(), 1u) << r.out;
   // "0000000000001200 T connect"
@@ -42,7 +42,7 @@ TEST_P(LibraryFileTest, ExportsOnlyItsHook) {
 // The whole symbol table, local symbols included: the supervisor's system
 // calls (pidfd, seccomp, io_uring) have no business in a target's memory.
 TEST_P(LibraryFileTest, CarriesNothingOfTheSupervisor) {
-  RunResult r = run({"nm", "-C", GetParam().path});
+  Outcome r = run({"nm", "-C", GetParam().path});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   // Not stripped: the library's own internals are listed.
   EXPECT_NE(r.out.find("apply_if_tcp"), std::string::npos) << r.out;

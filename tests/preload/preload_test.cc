@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "tests/preload/fixtures.h"
-#include "tests/preload/subprocess.h"
+#include "tests/support/process.h"
 
 namespace keepalive::tests {
 namespace {
@@ -50,13 +50,13 @@ void expect_every_keepalive_variable(const OptionValues& v) {
   EXPECT_EQ(v.at("TCP_WINDOW_CLAMP"), 9999);
 }
 
-RunResult connect_report(const std::vector<std::string>& env) {
+Outcome connect_report(const std::vector<std::string>& env) {
   LoopbackListener server;
   return run({helper("connect_report"), std::to_string(server.port())}, env);
 }
 
 TEST(ConnectLibraryTest, ClientSocketGetsUpstreamDefaults) {
-  RunResult r = connect_report({preload({kConnectLibrary})});
+  Outcome r = connect_report({preload({kConnectLibrary})});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   EXPECT_EQ(r.err, "") << "quiet unless LIBKEEPALIVE_DEBUG is set";
   OptionValues v = parse_options(r.out_lines());
@@ -65,7 +65,7 @@ TEST(ConnectLibraryTest, ClientSocketGetsUpstreamDefaults) {
 }
 
 TEST(ConnectLibraryTest, EveryVariableButDeferAccept) {
-  RunResult r =
+  Outcome r =
       connect_report(with(kEveryVariable, preload({kConnectLibrary})));
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   OptionValues v = parse_options(r.out_lines());
@@ -79,7 +79,7 @@ TEST(ConnectLibraryTest, EveryVariableButDeferAccept) {
 }
 
 TEST(ConnectLibraryTest, ServerSocketsAreNotTouched) {
-  RunResult r = run({helper("listen_report")}, {preload({kConnectLibrary})});
+  Outcome r = run({helper("listen_report")}, {preload({kConnectLibrary})});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   expect_untouched(parse_options(r.out_lines(), "listener"));
   expect_untouched(parse_options(r.out_lines(), "accepted"));
@@ -87,7 +87,7 @@ TEST(ConnectLibraryTest, ServerSocketsAreNotTouched) {
 }
 
 TEST(ListenLibraryTest, ListenerAndAcceptedSocketsGetOptions) {
-  RunResult r = run({helper("listen_report")},
+  Outcome r = run({helper("listen_report")},
                     with(kEveryVariable, preload({kListenLibrary})));
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   OptionValues listener = parse_options(r.out_lines(), "listener");
@@ -105,7 +105,7 @@ TEST(ListenLibraryTest, ListenerAndAcceptedSocketsGetOptions) {
 TEST(SocketLibraryTest, EveryTcpSocketGetsEveryOption) {
   for (const char* kind : {"tcp4", "tcp6"}) {
     SCOPED_TRACE(kind);
-    RunResult r = run({helper("socket_report"), kind},
+    Outcome r = run({helper("socket_report"), kind},
                       with(kEveryVariable, preload({kSocketLibrary})));
     if (r.exit_code() == 1 && std::string(kind) == "tcp6") {
       GTEST_SKIP() << "no IPv6 here: " << r.err;
@@ -120,7 +120,7 @@ TEST(SocketLibraryTest, EveryTcpSocketGetsEveryOption) {
 }
 
 TEST(SocketLibraryTest, ServerAndClientSocketsBothGetOptions) {
-  RunResult r = run({helper("listen_report")}, {preload({kSocketLibrary})});
+  Outcome r = run({helper("listen_report")}, {preload({kSocketLibrary})});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   for (const char* which : {"listener", "client", "accepted"}) {
     SCOPED_TRACE(which);
@@ -131,7 +131,7 @@ TEST(SocketLibraryTest, ServerAndClientSocketsBothGetOptions) {
 TEST(SocketLibraryTest, FailedOptionIsReportedAndHarmless) {
   // MPTCP refuses some TCP options (USER_TIMEOUT, SYNCNT, WINDOW_CLAMP on
   // Linux 6.18); the socket must still be returned, with the rest applied.
-  RunResult r = run({helper("socket_report"), "mptcp"},
+  Outcome r = run({helper("socket_report"), "mptcp"},
                     with(kEveryVariable, preload({kSocketLibrary})));
   if (r.exit_code() == 1) GTEST_SKIP() << "no MPTCP here: " << r.err;
   ASSERT_EQ(r.exit_code(), 0) << r.err;
@@ -168,7 +168,7 @@ TEST(SocketLibraryTest, FailedOptionIsReportedAndHarmless) {
 class NotTcpTest : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(NotTcpTest, UntouchedUnderSocketLibrary) {
-  RunResult r = run({helper("socket_report"), GetParam()},
+  Outcome r = run({helper("socket_report"), GetParam()},
                     {preload({kSocketLibrary}), "LIBKEEPALIVE_DEBUG=1"});
   if (r.exit_code() == 1 && std::string(GetParam()) == "udp6") {
     GTEST_SKIP() << "no IPv6 here: " << r.err;
@@ -190,7 +190,7 @@ INSTANTIATE_TEST_SUITE_P(Kinds, NotTcpTest,
 class EachLibraryTest : public ::testing::TestWithParam<std::string> {
  protected:
   // A helper run that exercises this library's hooked call.
-  RunResult run_hooked_call(std::vector<std::string> env) {
+  Outcome run_hooked_call(std::vector<std::string> env) {
     env.push_back(preload({GetParam()}));
     if (GetParam() == kListenLibrary)
       return run({helper("listen_report")}, env);
@@ -200,14 +200,14 @@ class EachLibraryTest : public ::testing::TestWithParam<std::string> {
     return connect_report(env);
   }
   // The report of the socket the hooked call touched.
-  OptionValues touched(const RunResult& r) {
+  OptionValues touched(const Outcome& r) {
     return parse_options(r.out_lines(),
                          GetParam() == kListenLibrary ? "listener" : "");
   }
 };
 
 TEST_P(EachLibraryTest, ErrnoIsWhatTheRealCallLeft) {
-  RunResult baseline = run({helper("errno_report")});
+  Outcome baseline = run({helper("errno_report")});
   ASSERT_EQ(baseline.exit_code(), 0) << baseline.err;
   // The baseline itself shows what is being checked.
   EXPECT_NE(baseline.out.find("socket_tcp ok 4242\n"), std::string::npos);
@@ -217,7 +217,7 @@ TEST_P(EachLibraryTest, ErrnoIsWhatTheRealCallLeft) {
             std::string::npos);
   EXPECT_NE(baseline.out.find("connect_pipe -1 ENOTSOCK\n"), std::string::npos);
 
-  RunResult hooked = run({helper("errno_report")}, {preload({GetParam()})});
+  Outcome hooked = run({helper("errno_report")}, {preload({GetParam()})});
   ASSERT_EQ(hooked.exit_code(), 0) << hooked.err;
   EXPECT_EQ(hooked.out, baseline.out);
 }
@@ -225,7 +225,7 @@ TEST_P(EachLibraryTest, ErrnoIsWhatTheRealCallLeft) {
 TEST_P(EachLibraryTest, NonTcpSocketsAreUntouched) {
   // Upstream sets SO_KEEPALIVE on these; we leave them as the program made
   // them, and say nothing about them even in debug mode.
-  RunResult r = run({helper("non_tcp_report")},
+  Outcome r = run({helper("non_tcp_report")},
                     {preload({GetParam()}), "LIBKEEPALIVE_DEBUG=1"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   for (const char* which : {"udp", "unix_listener", "unix_client"}) {
@@ -236,7 +236,7 @@ TEST_P(EachLibraryTest, NonTcpSocketsAreUntouched) {
 }
 
 TEST_P(EachLibraryTest, InvalidValueWarnsOnceAndTheProgramRuns) {
-  RunResult r = run_hooked_call({"TCP_KEEPIDLE=abc"});
+  Outcome r = run_hooked_call({"TCP_KEEPIDLE=abc"});
   EXPECT_EQ(r.exit_code(), 0) << r.err;
   ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
   std::string line = r.err_lines()[0];
@@ -251,7 +251,7 @@ TEST_P(EachLibraryTest, InvalidValueWarnsOnceAndTheProgramRuns) {
 }
 
 TEST_P(EachLibraryTest, AValueWithANewlineCannotForgeAWarning) {
-  RunResult r = run_hooked_call({"TCP_KEEPIDLE=1\nlibkeepalive: forged"});
+  Outcome r = run_hooked_call({"TCP_KEEPIDLE=1\nlibkeepalive: forged"});
   EXPECT_EQ(r.exit_code(), 0) << r.err;
   ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
   std::string line = r.err_lines()[0];
@@ -262,7 +262,7 @@ TEST_P(EachLibraryTest, AValueWithANewlineCannotForgeAWarning) {
 }
 
 TEST_P(EachLibraryTest, DebugPrintsOneLinePerSocketTouched) {
-  RunResult r = run_hooked_call({"LIBKEEPALIVE_DEBUG="});  // set, empty
+  Outcome r = run_hooked_call({"LIBKEEPALIVE_DEBUG="});  // set, empty
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   ASSERT_EQ(r.err_lines().size(), 1u) << r.err;
   // "libkeepalive: fd 3 (connect): SO_KEEPALIVE=1 ..."
@@ -280,7 +280,7 @@ TEST_P(EachLibraryTest, DebugPrintsOneLinePerSocketTouched) {
 }
 
 TEST_P(EachLibraryTest, KeepaliveOffDisablesEverything) {
-  RunResult r = run_hooked_call({"KEEPALIVE=off", "TCP_SYNCNT=3"});
+  Outcome r = run_hooked_call({"KEEPALIVE=off", "TCP_SYNCNT=3"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   OptionValues v = touched(r);
   expect_untouched(v);
@@ -288,7 +288,7 @@ TEST_P(EachLibraryTest, KeepaliveOffDisablesEverything) {
 }
 
 TEST_P(EachLibraryTest, LegacyNamesWorkAndTcpNamesWin) {
-  RunResult r = run_hooked_call({"KEEPALIVE=on", "KEEPIDLE=30", "KEEPCNT=4",
+  Outcome r = run_hooked_call({"KEEPALIVE=on", "KEEPIDLE=30", "KEEPCNT=4",
                                  "TCP_KEEPCNT=5", "KEEPINTVL=6"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   EXPECT_EQ(r.err, "");
@@ -309,7 +309,7 @@ INSTANTIATE_TEST_SUITE_P(Libraries, EachLibraryTest,
                          });
 
 TEST(CombinedTest, ConnectAndListenLibrariesTogether) {
-  RunResult r = run({helper("listen_report")},
+  Outcome r = run({helper("listen_report")},
                     {preload({kConnectLibrary, kListenLibrary})});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
   for (const char* which : {"listener", "client", "accepted"}) {
@@ -319,7 +319,7 @@ TEST(CombinedTest, ConnectAndListenLibrariesTogether) {
 }
 
 TEST(CombinedTest, InvalidValueWarnsOncePerProcess) {
-  RunResult r = run({helper("listen_report")},
+  Outcome r = run({helper("listen_report")},
                     {preload({kConnectLibrary, kListenLibrary, kSocketLibrary}),
                      "TCP_KEEPIDLE=abc"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
@@ -328,7 +328,7 @@ TEST(CombinedTest, InvalidValueWarnsOncePerProcess) {
 
 TEST(ForkExecTest, ChildrenKeepCoverage) {
   LoopbackListener server;
-  RunResult r = run({helper("fork_exec"), helper("connect_report"),
+  Outcome r = run({helper("fork_exec"), helper("connect_report"),
                      std::to_string(server.port())},
                     {preload({kConnectLibrary}), "TCP_KEEPIDLE=33"});
   ASSERT_EQ(r.exit_code(), 0) << r.err;
@@ -345,9 +345,9 @@ TEST_P(NetcatClientTest, ClientOptionsSeenFromOutside) {
   LoopbackListener server;
   std::string port = std::to_string(server.port());
   // stdin is /dev/null; Debian's nc keeps the connection open after EOF.
-  Subprocess nc({"nc", "127.0.0.1", port},
+  Process nc({"nc", "127.0.0.1", port},
                 {preload({GetParam()}), "TCP_KEEPIDLE=42"});
-  RunResult probe =
+  Outcome probe =
       run({helper("sockopt_probe"), std::to_string(nc.pid()), port, "5000"});
   ASSERT_EQ(probe.exit_code(), 0) << probe.err;
   OptionValues v = parse_options(probe.out_lines());
@@ -365,11 +365,11 @@ INSTANTIATE_TEST_SUITE_P(Libraries, NetcatClientTest,
 
 TEST(NetcatTest, ListeningServerOptionsSeenFromOutside) {
   std::string port = std::to_string(free_port());
-  Subprocess nc({"nc", "-l", "127.0.0.1", port},
+  Process nc({"nc", "-l", "127.0.0.1", port},
                 {preload({kListenLibrary}), "TCP_KEEPIDLE=42"});
   UniqueFd client = connect_with_retry(std::stoi(port), 5000);
   ASSERT_TRUE(client.valid()) << "nc -l never listened on " << port;
-  RunResult probe =
+  Outcome probe =
       run({helper("sockopt_probe"), std::to_string(nc.pid()), port, "5000"});
   ASSERT_EQ(probe.exit_code(), 0) << probe.err;
   OptionValues v = parse_options(probe.out_lines());
@@ -380,8 +380,8 @@ TEST(NetcatTest, ListeningServerOptionsSeenFromOutside) {
 TEST(NetcatTest, WithoutLibraryNothingIsSet) {
   LoopbackListener server;
   std::string port = std::to_string(server.port());
-  Subprocess nc({"nc", "127.0.0.1", port}, {});
-  RunResult probe =
+  Process nc({"nc", "127.0.0.1", port}, {});
+  Outcome probe =
       run({helper("sockopt_probe"), std::to_string(nc.pid()), port, "5000"});
   ASSERT_EQ(probe.exit_code(), 0) << probe.err;
   expect_untouched(parse_options(probe.out_lines()));

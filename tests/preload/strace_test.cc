@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "tests/preload/fixtures.h"
-#include "tests/preload/subprocess.h"
+#include "tests/support/process.h"
 
 namespace keepalive::tests {
 namespace {
@@ -69,7 +69,7 @@ std::vector<std::string> strace_nc(const std::vector<std::string>& env,
 // nc connecting to a port that refuses; returns strace's output.
 std::string trace_client(const std::vector<std::string>& env) {
   ClosedPort closed;
-  RunResult r =
+  Outcome r =
       run(strace_nc(env, {"127.0.0.1", std::to_string(closed.port())}), {});
   EXPECT_EQ(r.exit_code(), 1) << "nc reports the refused connection\n" << r.err;
   EXPECT_NE(r.err.find("ECONNREFUSED"), std::string::npos) << r.err;
@@ -109,12 +109,12 @@ TEST(StraceTest, SocketLibrarySetsEverythingInUpstreamOrder) {
 
 TEST(StraceTest, ListenLibraryPrintsNoSynCntLine) {
   std::string port = std::to_string(free_port());
-  Subprocess nc(strace_nc({preload({kListenLibrary}), "TCP_SYNCNT=1",
+  Process nc(strace_nc({preload({kListenLibrary}), "TCP_SYNCNT=1",
                            "TCP_DEFER_ACCEPT=10"},
                           {"-l", "127.0.0.1", port}),
                 {});
   ASSERT_TRUE(nc.wait_for_output("listen(", milliseconds(5000)));
-  RunResult r = nc.wait(milliseconds(0));  // kills nc and strace
+  Outcome r = nc.wait(milliseconds(0));  // kills nc and strace
   EXPECT_EQ(our_setsockopts(r.err),
             concat(kDefaultLines, {"TCP_DEFER_ACCEPT 10"}))
       << r.err;

@@ -1,10 +1,8 @@
 # What keepalive-supervise says when the command cannot run for want of
 # something outside it. Runs the real binary (and unshare, mount).
-add_executable(supervise_messages_test supervise_messages_test.cc
-  ${PROJECT_SOURCE_DIR}/tests/preload/subprocess.cc)
-target_include_directories(supervise_messages_test PRIVATE ${PROJECT_SOURCE_DIR})
+add_executable(supervise_messages_test supervise_messages_test.cc)
 target_link_libraries(supervise_messages_test PRIVATE
-  keepalive_common GTest::gtest_main)
+  keepalive_test_support GTest::gtest_main)
 target_compile_definitions(supervise_messages_test PRIVATE
   KEEPALIVE_SUPERVISE="$<TARGET_FILE:keepalive-supervise>")
 target_compile_options(supervise_messages_test PRIVATE

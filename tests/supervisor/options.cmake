@@ -5,8 +5,8 @@
 # nginx), read back from the kernel from outside the target.
 
 add_library(options_harness STATIC options_harness.cc)
-target_link_libraries(options_harness PUBLIC keepalive_common
-  keepalive_syscalls GTest::gtest)
+target_link_libraries(options_harness PUBLIC keepalive_test_support
+  keepalive_syscalls)
 target_compile_definitions(options_harness PRIVATE
   KEEPALIVE_SUPERVISE_PATH="$<TARGET_FILE:keepalive-supervise>"
   KEEPALIVE_RAW_TCP_PATH="$<TARGET_FILE:raw_tcp>"

@@ -19,33 +19,10 @@
 
 #include "common/settings.h"
 
-extern char** environ;
-
 namespace keepalive::tests {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Variables that steer the option model; never inherited from the shell
-// that runs the tests.
-bool steers_options(const std::string& entry) {
-  std::string name = entry.substr(0, entry.find('='));
-  return name == "LD_PRELOAD" || name == "LIBKEEPALIVE_DEBUG" ||
-         name.rfind("TCP_", 0) == 0 || name.rfind("KEEP", 0) == 0;
-}
-
-std::vector<char*> pointers(std::vector<std::string>& strings) {
-  std::vector<char*> result;
-  for (std::string& s : strings) result.push_back(s.data());
-  result.push_back(nullptr);
-  return result;
-}
-
-int shell_code(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
 
 int port_of(const sockaddr_storage& addr) {
   if (addr.ss_family == AF_INET6)
@@ -75,159 +52,6 @@ std::string supervise_path() { return KEEPALIVE_SUPERVISE_PATH; }
 std::string raw_tcp_path() { return KEEPALIVE_RAW_TCP_PATH; }
 std::string sockopt_probe_path() { return KEEPALIVE_SOCKOPT_PROBE_PATH; }
 std::string fake_old_kernel_path() { return KEEPALIVE_FAKE_OLD_KERNEL_PATH; }
-
-Child::Child(const std::vector<std::string>& argv,
-             const std::vector<std::string>& env) {
-  // Everything the child needs is prepared before fork(): after it, only
-  // async-signal-safe calls.
-  std::vector<std::string> args = argv;
-  std::vector<std::string> vars;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!steers_options(*e)) vars.emplace_back(*e);
-  }
-  vars.insert(vars.end(), env.begin(), env.end());
-  std::vector<char*> arg_ptrs = pointers(args);
-  std::vector<char*> env_ptrs = pointers(vars);
-
-  int in[2], out[2], err[2];
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
-      pipe2(err, O_CLOEXEC) != 0) {
-    ADD_FAILURE() << "pipe2: " << strerror(errno);
-    return;
-  }
-  pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    dup2(in[0], STDIN_FILENO);
-    dup2(out[1], STDOUT_FILENO);
-    dup2(err[1], STDERR_FILENO);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execve(arg_ptrs[0], arg_ptrs.data(), env_ptrs.data());
-    _exit(127);
-  }
-  close(in[0]);
-  close(out[1]);
-  close(err[1]);
-  in_.reset(in[1]);
-  out_fd_.reset(out[0]);
-  err_fd_.reset(err[0]);
-  if (pid < 0) {
-    ADD_FAILURE() << "fork: " << strerror(errno);
-    return;
-  }
-  setpgid(pid, pid);  // also here, so that it holds before we signal
-  pid_ = pid;
-  fcntl(out_fd_.get(), F_SETFL, O_NONBLOCK);
-  fcntl(err_fd_.get(), F_SETFL, O_NONBLOCK);
-}
-
-Child::~Child() {
-  if (pid_ <= 0) return;
-  if (!exit_code_) {
-    kill(-pid_, SIGKILL);
-    int status;
-    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-  } else {
-    kill(-pid_, SIGKILL);  // stragglers left in the group
-  }
-}
-
-void Child::pump(milliseconds timeout) {
-  pollfd fds[2] = {{out_fd_.get(), POLLIN, 0}, {err_fd_.get(), POLLIN, 0}};
-  int n = poll(fds, 2, static_cast<int>(timeout.count()));
-  if (n <= 0) return;
-  std::string* sinks[2] = {&out_, &err_};
-  UniqueFd* owners[2] = {&out_fd_, &err_fd_};
-  for (int i = 0; i < 2; ++i) {
-    if (fds[i].revents == 0) continue;
-    char buf[4096];
-    for (;;) {
-      ssize_t got = read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        sinks[i]->append(buf, got);
-        continue;
-      }
-      if (got == 0) owners[i]->reset();  // EOF: poll ignores fd -1
-      break;
-    }
-  }
-}
-
-std::optional<std::string> Child::wait_line(const std::string& prefix,
-                                            milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    // Scan the complete lines not returned yet.
-    size_t start = consumed_;
-    for (;;) {
-      size_t end = out_.find('\n', start);
-      if (end == std::string::npos) break;
-      std::string line = out_.substr(start, end - start);
-      start = end + 1;
-      if (line.rfind(prefix, 0) == 0) {
-        consumed_ = start;
-        return line;
-      }
-    }
-    auto left =
-        std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left <= 0ms || (!out_fd_.valid() && !err_fd_.valid())) {
-      return std::nullopt;
-    }
-    pump(std::min(left, milliseconds(100)));
-  }
-}
-
-void Child::close_stdin() { in_.reset(); }
-
-bool Child::running() {
-  if (pid_ <= 0 || exit_code_) return false;
-  int status;
-  pid_t got = waitpid(pid_, &status, WNOHANG);
-  if (got == pid_) {
-    exit_code_ = shell_code(status);
-    return false;
-  }
-  return true;
-}
-
-std::optional<int> Child::wait_exit(milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (running()) {
-    if (Clock::now() >= deadline) return std::nullopt;
-    pump(10ms);
-  }
-  // Collect what is still in the pipes (bounded: grandchildren may hold
-  // them open).
-  for (int i = 0; i < 20 && (out_fd_.valid() || err_fd_.valid()); ++i) {
-    size_t before = out_.size() + err_.size();
-    pump(10ms);
-    if (out_.size() + err_.size() == before) break;
-  }
-  return exit_code_;
-}
-
-void Child::signal_group(int sig) {
-  if (pid_ > 0) kill(-pid_, sig);
-}
-
-std::string Child::transcript() const {
-  return "--- stdout ---\n" + out_ + "--- stderr ---\n" + err_;
-}
-
-RunOutcome run(const std::vector<std::string>& argv,
-               const std::vector<std::string>& env, milliseconds timeout) {
-  Child child(argv, env);
-  child.close_stdin();
-  RunOutcome outcome;
-  outcome.exit_code = child.wait_exit(timeout);
-  outcome.out = child.out();
-  outcome.err = child.err();
-  return outcome;
-}
 
 std::vector<std::string> supervised(const std::vector<std::string>& flags,
                                     const std::vector<std::string>& command) {
@@ -314,11 +138,11 @@ size_t count_of(const std::string& text, const std::string& needle) {
 
 Options probe_options(pid_t pid, int port, milliseconds wait,
                       std::string* detail) {
-  RunOutcome probe = run({sockopt_probe_path(), std::to_string(pid),
+  Outcome probe = run({sockopt_probe_path(), std::to_string(pid),
                           std::to_string(port), std::to_string(wait.count())},
                          {}, wait + 10s);
   Options options;
-  if (probe.exit_code != 0) {
+  if (probe.shell_status() != 0) {
     if (detail != nullptr) {
       *detail = "sockopt_probe " + std::to_string(pid) + " " +
                 std::to_string(port) + " failed: " + probe.err;

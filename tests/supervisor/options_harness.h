@@ -13,11 +13,9 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "tests/support/process.h"
 
 namespace keepalive::tests {
-
-using std::chrono::milliseconds;
-using namespace std::chrono_literals;
 
 // How many fds emulation may leave in a target before it stops emulating,
 // without WAIT_KILLABLE_RECV: kMaxLeakedFds in
@@ -38,62 +36,21 @@ std::string sockopt_probe_path();
 // (see tests/helpers/fake_old_kernel.c).
 std::string fake_old_kernel_path();
 
-// A child in its own process group, with stdin, stdout and stderr on pipes.
-// Its environment is the test's own minus every variable that steers the
-// option model (TCP_*, KEEP*, LIBKEEPALIVE_DEBUG, LD_PRELOAD), plus `env`
-// ("NAME=VALUE"), so that a developer's shell cannot skew a test. The
-// destructor SIGKILLs the whole group and reaps the child: nothing a test
-// starts outlives it.
-class Child {
+// The programs of these suites run with stdin held open: the helpers
+// (raw_tcp) run until its EOF (Process::close_stdin).
+class Child : public Process {
  public:
   explicit Child(const std::vector<std::string>& argv,
-                 const std::vector<std::string>& env = {});
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  ~Child();
-
-  pid_t pid() const { return pid_; }
-  bool started() const { return pid_ > 0; }
-
-  // The first stdout line starting with `prefix` not returned before,
-  // waiting up to `timeout`; nullopt on timeout or when stdout closes.
-  std::optional<std::string> wait_line(const std::string& prefix,
-                                       milliseconds timeout);
-  // Closes the child's stdin (the helpers exit on EOF).
-  void close_stdin();
-  // Waits up to `timeout` for the child to exit; returns its exit code as
-  // a shell reports it (128 + signal when killed), or nullopt if it is
-  // still running at the deadline (it is left running).
-  std::optional<int> wait_exit(milliseconds timeout);
-  // Whether the child has not exited yet (reaps it if it has).
-  bool running();
-  // Sends `sig` to the whole process group.
-  void signal_group(int sig);
-
-  const std::string& out() const { return out_; }
-  const std::string& err() const { return err_; }
-  // stdout and stderr, for failure messages.
-  std::string transcript() const;
+                 std::vector<std::string> env = {})
+      : Process(argv, held_stdin(std::move(env))) {}
 
  private:
-  // Reads what the pipes hold, waiting at most `timeout` for something.
-  void pump(milliseconds timeout);
-
-  pid_t pid_ = -1;
-  std::optional<int> exit_code_;
-  UniqueFd in_, out_fd_, err_fd_;
-  std::string out_, err_;
-  size_t consumed_ = 0;  // stdout lines already returned by wait_line
+  static ProcessOptions held_stdin(std::vector<std::string> env) {
+    ProcessOptions options(std::move(env));
+    options.keep_stdin = true;
+    return options;
+  }
 };
-
-// Runs a program to completion within `timeout` (killed at the deadline).
-struct RunOutcome {
-  std::optional<int> exit_code;  // nullopt: killed at the deadline
-  std::string out, err;
-};
-RunOutcome run(const std::vector<std::string>& argv,
-               const std::vector<std::string>& env = {},
-               milliseconds timeout = 20s);
 
 // The argv that runs `command` under keepalive-supervise with `flags`.
 std::vector<std::string> supervised(const std::vector<std::string>& flags,

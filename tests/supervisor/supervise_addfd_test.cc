@@ -212,12 +212,12 @@ TEST(AddfdSignals, LeaksStayBoundedWithoutWaitKillableRecv) {
                                     "ASAN_OPTIONS=verify_asan_link_order=0",
                                     "FAKE_NO_WAIT_KILLABLE_RECV=1"};
     if (!addfd_send) env.push_back("FAKE_NO_ADDFD_SEND=1");
-    RunOutcome outcome = run(
+    Outcome outcome = run(
         supervised({"--strategy", "emulate"},
                    {raw_tcp_path(), "signals", "3000", "--timer-us", "50",
                     "--min-signals", "200"}),
         env, 60s);
-    ASSERT_TRUE(outcome.exit_code) << "still running after 60 s\n"
+    ASSERT_TRUE(outcome.shell_status()) << "still running after 60 s\n"
                                    << outcome.out << outcome.err;
     size_t at = outcome.out.find("result ");
     ASSERT_NE(at, std::string::npos) << outcome.out << outcome.err;

@@ -70,11 +70,11 @@ class ThirtyTwoBitProgram : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root to change credentials";
-    RunOutcome probe = run({KEEPALIVE_DROP32_PATH, "probe"}, {}, 10s);
+    Outcome probe = run({KEEPALIVE_DROP32_PATH, "probe"}, {}, 10s);
     if (probe.out.find("drop32 ok") == std::string::npos) {
       std::string why = exec_error(KEEPALIVE_DROP32_PATH);
       if (why.empty()) {
-        why = probe.exit_code ? "exit " + std::to_string(*probe.exit_code)
+        why = probe.shell_status() ? "exit " + std::to_string(*probe.shell_status())
                               : std::string("killed at the deadline");
       }
       GTEST_SKIP() << "32-bit programs cannot run on this machine (" << why

@@ -67,24 +67,24 @@ class CgroupFirewall : public ::testing::Test {
 };
 
 void CgroupFirewall::run_outside() {
-  RunOutcome probe = run({kUnshare, "-n", "-m", "true"}, {}, 10s);
-  if (probe.exit_code != 0) {
+  Outcome probe = run({kUnshare, "-n", "-m", "true"}, {}, 10s);
+  if (probe.shell_status() != 0) {
     GTEST_SKIP() << "namespaces refused here (unshare -n -m: " << probe.err
                  << ")";
   }
   const ::testing::TestInfo* me =
       ::testing::UnitTest::GetInstance()->current_test_info();
   std::string filter = std::string(me->test_suite_name()) + "." + me->name();
-  RunOutcome inner = run({kUnshare, "-n", "-m", "--propagation", "private",
+  Outcome inner = run({kUnshare, "-n", "-m", "--propagation", "private",
                           "--", self_path(), "--gtest_filter=" + filter},
                          {std::string(kInnerVariable) + "=1"}, 40s);
   std::string transcript = "--- inner run ---\n" + inner.out + inner.err;
   if (inner.out.find("[  SKIPPED ] 1 test") != std::string::npos) {
     GTEST_SKIP() << transcript;
   }
-  ASSERT_TRUE(inner.exit_code) << "inner run still going after 40 s\n"
+  ASSERT_TRUE(inner.shell_status()) << "inner run still going after 40 s\n"
                                << transcript;
-  EXPECT_EQ(*inner.exit_code, 0) << transcript;
+  EXPECT_EQ(*inner.shell_status(), 0) << transcript;
   EXPECT_NE(inner.out.find("[  PASSED  ] 1 test"), std::string::npos)
       << transcript;
 }
@@ -108,8 +108,8 @@ void CgroupFirewall::run_inside() {
                     "output priority 0; }"),
         "add rule inet keepalive_test o socket cgroupv2 level 1 \"" + name +
             "\" tcp dport " + port + " drop"}) {
-    RunOutcome nft = run({kNft, command});  // nft joins its arguments
-    ASSERT_EQ(nft.exit_code, 0) << command << ": " << nft.err;
+    Outcome nft = run({kNft, command});  // nft joins its arguments
+    ASSERT_EQ(nft.shell_status(), 0) << command << ": " << nft.err;
   }
   // The command moves itself into the box, then connects.
   std::vector<std::string> boxed = {"/bin/sh", "-c",

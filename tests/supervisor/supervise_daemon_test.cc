@@ -156,11 +156,11 @@ TEST(Daemonizing, ExitWithCommandAbandonsTheBackgroundChild) {
 
 TEST(Daemonizing, NothingLeftBehindMeansNoDetachedServer) {
   // `spawn fork` waits for its child: nothing outlives the command.
-  RunOutcome outcome =
+  Outcome outcome =
       run(supervised({"-v"}, {raw_tcp_path(), "spawn", "fork",
                               raw_tcp_path(), "flags"}),
           {}, 20s);
-  EXPECT_EQ(outcome.exit_code, 0) << outcome.err;
+  EXPECT_EQ(outcome.shell_status(), 0) << outcome.err;
   EXPECT_EQ(outcome.err.find("left tasks under the filter"),
             std::string::npos)
       << outcome.err;
@@ -170,17 +170,17 @@ TEST(Daemonizing, AsPid1TheSupervisorEndsWithTheCommand) {
   // unshare makes the supervisor PID 1 of a new pid namespace; when it
   // exits the kernel kills the child it left, so unshare returns at once.
   Listener listener;
-  RunOutcome outcome = run(
+  Outcome outcome = run(
       {"/usr/bin/unshare", "--pid", "--fork", "--", supervise_path(), "-v",
        "--", raw_tcp_path(), "spawn", "background", "connect",
        std::to_string(listener.port())},
       {}, 20s);
-  if (outcome.exit_code && *outcome.exit_code != 0 &&
+  if (outcome.shell_status() && *outcome.shell_status() != 0 &&
       outcome.err.find("unshare failed") != std::string::npos) {
     GTEST_SKIP() << "no pid namespaces here: " << outcome.err;
   }
-  ASSERT_TRUE(outcome.exit_code) << "unshare did not return";
-  EXPECT_EQ(*outcome.exit_code, 0) << outcome.err;
+  ASSERT_TRUE(outcome.shell_status()) << "unshare did not return";
+  EXPECT_EQ(*outcome.shell_status(), 0) << outcome.err;
   EXPECT_EQ(detached_server_of(outcome.err), -1) << outcome.err;
 }
 
@@ -292,9 +292,9 @@ TEST(Daemonizing, NginxKeepsItsSupervisorThroughAReload) {
     argv.push_back(word);
   }
   auto started = Clock::now();
-  RunOutcome launch = run(argv, {}, 20s);
+  Outcome launch = run(argv, {}, 20s);
   auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
-  ASSERT_EQ(launch.exit_code, 0) << launch.out << launch.err;
+  ASSERT_EQ(launch.shell_status(), 0) << launch.out << launch.err;
   EXPECT_NE(launch.out.find("s=0\n"), std::string::npos) << launch.out;
   EXPECT_LT(took, 10s) << "$(...) waited for the background";
   pid_t server = detached_server_of(launch.out);
@@ -315,8 +315,8 @@ TEST(Daemonizing, NginxKeepsItsSupervisorThroughAReload) {
   // A reload makes the master listen() again, long after the launcher
   // returned: the detached server must answer it.
   nginx.configure({first, second});
-  RunOutcome reload = run(nginx.command({"-s", "reload"}), {}, 20s);
-  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  Outcome reload = run(nginx.command({"-s", "reload"}), {}, 20s);
+  ASSERT_EQ(reload.shell_status(), 0) << reload.err;
   // Connecting first: the socket exists (bound) before its listen() has
   // returned, and the options go on within that call.
   UniqueFd client = connect_to(second, 10s);
@@ -330,8 +330,8 @@ TEST(Daemonizing, NginxKeepsItsSupervisorThroughAReload) {
       << nginx.error_log();
 
   // Once nginx has quit, nothing is left under the filter.
-  RunOutcome quit = run(nginx.command({"-s", "quit"}), {}, 20s);
-  EXPECT_EQ(quit.exit_code, 0) << quit.err;
+  Outcome quit = run(nginx.command({"-s", "quit"}), {}, 20s);
+  EXPECT_EQ(quit.shell_status(), 0) << quit.err;
   EXPECT_TRUE(exits_within(*master, 10s)) << nginx.error_log();
   if (server > 0) {
     EXPECT_TRUE(exits_within(server, 5s))

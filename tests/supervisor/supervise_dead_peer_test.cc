@@ -80,24 +80,24 @@ class DeadPeer : public ::testing::TestWithParam<Case> {
 };
 
 void DeadPeer::run_outside() {
-  RunOutcome probe = run({kUnshare, "-n", "true"}, {}, 10s);
-  if (probe.exit_code != 0) {
+  Outcome probe = run({kUnshare, "-n", "true"}, {}, 10s);
+  if (probe.shell_status() != 0) {
     GTEST_SKIP() << "network namespaces refused here (unshare -n: " << probe.err
                  << ")";
   }
   const ::testing::TestInfo* me =
       ::testing::UnitTest::GetInstance()->current_test_info();
   std::string filter = std::string(me->test_suite_name()) + "." + me->name();
-  RunOutcome inner =
+  Outcome inner =
       run({kUnshare, "-n", "--", self_path(), "--gtest_filter=" + filter},
           {std::string(kInnerVariable) + "=1"}, 90s);
   std::string transcript = "--- inner run ---\n" + inner.out + inner.err;
   if (inner.out.find("[  SKIPPED ] 1 test") != std::string::npos) {
     GTEST_SKIP() << transcript;
   }
-  ASSERT_TRUE(inner.exit_code) << "inner run still going after 90 s\n"
+  ASSERT_TRUE(inner.shell_status()) << "inner run still going after 90 s\n"
                                << transcript;
-  EXPECT_EQ(*inner.exit_code, 0) << transcript;
+  EXPECT_EQ(*inner.shell_status(), 0) << transcript;
   // gtest exits 0 when the filter matches nothing: make sure it ran.
   EXPECT_NE(inner.out.find("[  PASSED  ] 1 test"), std::string::npos)
       << transcript;
@@ -189,8 +189,8 @@ void DeadPeer::run_inside() {
     rules += "; add rule inet dead_peer out tcp sport " + std::to_string(port) +
              " drop";
   }
-  RunOutcome rule = run({nft, rules}, {}, 10s);
-  ASSERT_EQ(rule.exit_code, 0) << rule.err;
+  Outcome rule = run({nft, rules}, {}, 10s);
+  ASSERT_EQ(rule.shell_status(), 0) << rule.err;
   auto dropped_at = Clock::now();
 
   // keepidle + keepintvl * keepcnt = 3 s; generous bound for a busy host.

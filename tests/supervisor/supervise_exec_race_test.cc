@@ -34,7 +34,7 @@ struct SetuidCopy {
     std::string program = dir + "/raw_tcp_suid";
     struct statvfs fs {};
     if (statvfs(dir.c_str(), &fs) == 0 && (fs.f_flag & ST_NOSUID) == 0 &&
-        run({"/bin/cp", raw_tcp_path(), program}).exit_code == 0 &&
+        run({"/bin/cp", raw_tcp_path(), program}).shell_status() == 0 &&
         chmod(dir.c_str(), 0755) == 0 &&
         chown(program.c_str(), kNobody, kNobody) == 0 &&
         chmod(program.c_str(), 04755) == 0) {
@@ -55,12 +55,12 @@ void run_exec_race(const std::vector<std::string>& env) {
   SetuidCopy copy;
   if (copy.path.empty()) GTEST_SKIP() << "cannot make a set-user-ID program";
   constexpr int kRounds = 60, kSockets = 3;
-  RunOutcome outcome =
+  Outcome outcome =
       run(supervised({"--strategy", "emulate"},
                      {raw_tcp_path(), "exec-race", std::to_string(kRounds),
                       copy.path, "owner", std::to_string(kSockets)}),
           env, 40s);
-  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  ASSERT_EQ(outcome.shell_status(), 0) << outcome.out << outcome.err;
   int owners = 0, by_root = 0;
   std::istringstream lines(outcome.out);
   for (std::string line; std::getline(lines, line);) {
@@ -89,12 +89,12 @@ TEST(ExecRace, NorWithoutPidfdThread) {
 TEST(Warnings, ManyChildrenThatDropPrivilegesGiveABoundedCount) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to change credentials";
   constexpr int kChildren = 300;
-  RunOutcome outcome =
+  Outcome outcome =
       run(supervised({"--strategy", "emulate"},
                      {raw_tcp_path(), "drop-children",
                       std::to_string(kChildren), std::to_string(kNobody)}),
           {}, 40s);
-  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  ASSERT_EQ(outcome.shell_status(), 0) << outcome.out << outcome.err;
   int lines = 0;
   long reported = 0;  // lines plus the suppressed ones they count
   std::istringstream err(outcome.err);

@@ -79,8 +79,8 @@ class OlderKernel : public ::testing::TestWithParam<FakeKernel> {};
 
 TEST_P(OlderKernel, CheckReportsTheMissingFeatures) {
   const FakeKernel& k = GetParam();
-  RunOutcome check = run({supervise_path(), "--check"}, k.env(), 30s);
-  ASSERT_EQ(check.exit_code, 0) << check.out << check.err;
+  Outcome check = run({supervise_path(), "--check"}, k.env(), 30s);
+  ASSERT_EQ(check.shell_status(), 0) << check.out << check.err;
   EXPECT_EQ(check_line(check.out, "PIDFD_THREAD (Linux 6.9+): "),
             k.pidfd_thread ? "yes" : "no");
   EXPECT_EQ(check_line(check.out, "WAIT_KILLABLE_RECV (Linux 5.19+): "),
@@ -106,7 +106,7 @@ TEST_P(OlderKernel, CheckReportsTheMissingFeatures) {
 TEST_P(OlderKernel, AutoPrefersContinueWhereEmulationCanLeak) {
   const FakeKernel& k = GetParam();
   const std::string want = k.wait_killable_recv ? "emulate" : "continue";
-  RunOutcome check = run({supervise_path(), "--check"}, k.env(), 30s);
+  Outcome check = run({supervise_path(), "--check"}, k.env(), 30s);
   std::string socket_mode = check_line(check.out, "mode socket: ");
   EXPECT_EQ(socket_mode.substr(0, want.size() + 2), want + " (")
       << check.out;
@@ -241,9 +241,9 @@ TEST_P(OlderKernel, SignalStormsLeaveCallsIntact) {
         command.insert(command.end(),
                        {"--connect", std::to_string(server.port())});
       }
-      RunOutcome outcome =
+      Outcome outcome =
           run(supervised({"--strategy", strategy}, command), k.env(), 120s);
-      ASSERT_TRUE(outcome.exit_code) << "still running after 120 s\n"
+      ASSERT_TRUE(outcome.shell_status()) << "still running after 120 s\n"
                                      << outcome.out << outcome.err;
       size_t at = outcome.out.find("result ");
       ASSERT_NE(at, std::string::npos) << outcome.out << outcome.err;

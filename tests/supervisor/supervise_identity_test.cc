@@ -107,7 +107,7 @@ TEST_F(CredentialChange, DropAfterAFirstSocketIsNoticed) {
 // a 64-bit process can use wherever the kernel has IA32 emulation. The
 // seccomp filter sees those calls under another architecture.
 TEST_F(CredentialChange, DropThroughThe32BitAbiIsNoticed) {
-  RunOutcome probe = run({raw_tcp_path(), "int80-probe"}, {}, 10s);
+  Outcome probe = run({raw_tcp_path(), "int80-probe"}, {}, 10s);
   if (probe.out.find("int80 ok") == std::string::npos) {
     GTEST_SKIP() << "the 32-bit system call ABI is unavailable here "
                     "(no IA32 emulation, or int $0x80 faults)";
@@ -141,7 +141,7 @@ TEST_P(SetgidExec, AfterAFirstSocketIsNoticed) {
   struct statvfs fs {};
   ASSERT_EQ(statvfs(dir.c_str(), &fs), 0);
   bool usable = (fs.f_flag & ST_NOSUID) == 0 &&
-                run({"/bin/cp", raw_tcp_path(), program}).exit_code == 0 &&
+                run({"/bin/cp", raw_tcp_path(), program}).shell_status() == 0 &&
                 chmod(dir.c_str(), 0755) == 0 &&
                 chown(program.c_str(), 0, kNobody) == 0 &&
                 chmod(program.c_str(), 02755) == 0;
@@ -207,8 +207,8 @@ class NamespaceChange : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root to unshare";
-    RunOutcome probe = run({"/usr/bin/unshare", "-n", "true"}, {}, 10s);
-    if (probe.exit_code != 0) {
+    Outcome probe = run({"/usr/bin/unshare", "-n", "true"}, {}, 10s);
+    if (probe.shell_status() != 0) {
       GTEST_SKIP() << "network namespaces refused here: " << probe.err;
     }
   }
@@ -226,10 +226,10 @@ TEST_P(NamespaceChange, SocketLivesInTheTargetsNamespace) {
     std::vector<std::string> command = {raw_tcp_path(), "netns",
                                         std::to_string(server.port())};
     if (GetParam()) command.push_back("--thread");
-    RunOutcome outcome =
+    Outcome outcome =
         run(supervised({"--mode", "socket", "--strategy", strategy}, command),
             {}, 20s);
-    ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+    ASSERT_EQ(outcome.shell_status(), 0) << outcome.out << outcome.err;
     int lines = 0;
     std::istringstream stream(outcome.out);
     for (std::string line; std::getline(stream, line);) {
@@ -256,9 +256,9 @@ TEST_P(NamespaceChange, MoveAfterAFirstSocketIsNoticed) {
   std::vector<std::string> command = {raw_tcp_path(), "netns",
                                       std::to_string(server.port()), "--late"};
   if (GetParam()) command.push_back("--thread");
-  RunOutcome outcome =
+  Outcome outcome =
       run(supervised({"--strategy", "emulate"}, command), {}, 20s);
-  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  ASSERT_EQ(outcome.shell_status(), 0) << outcome.out << outcome.err;
   EXPECT_NE(outcome.out.find("before keepalive=1"), std::string::npos)
       << "the first socket was not emulated\n"
       << outcome.out;

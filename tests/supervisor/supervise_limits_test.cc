@@ -40,14 +40,14 @@ std::vector<std::string> split_lines(const std::string& text) {
 // limit: the target connected with the options, or exactly one line and
 // 125. `loader_may_fail`: a dynamically linked supervisor may not start at
 // all (the dynamic loader's own one line, exit 127): none of our code ran.
-void expect_works_or_one_line(const RunOutcome& o, const std::string& what,
+void expect_works_or_one_line(const Outcome& o, const std::string& what,
                               bool loader_may_fail = false) {
   SCOPED_TRACE(what);
-  ASSERT_TRUE(o.exit_code) << "still running at the deadline\n"
+  ASSERT_TRUE(o.shell_status()) << "still running at the deadline\n"
                            << o.out << o.err;
-  EXPECT_NE(*o.exit_code, 128 + SIGABRT) << o.err;
-  EXPECT_NE(*o.exit_code, 128 + SIGSEGV) << o.err;
-  if (*o.exit_code == 0) {
+  EXPECT_NE(*o.shell_status(), 128 + SIGABRT) << o.err;
+  EXPECT_NE(*o.shell_status(), 128 + SIGSEGV) << o.err;
+  if (*o.shell_status() == 0) {
     size_t at = o.out.find("connected ");
     ASSERT_NE(at, std::string::npos) << o.out << o.err;
     Options got = parse_pairs(o.out.substr(at, o.out.find('\n', at) - at));
@@ -57,12 +57,12 @@ void expect_works_or_one_line(const RunOutcome& o, const std::string& what,
   }
   std::vector<std::string> lines = split_lines(o.err);
   ASSERT_EQ(lines.size(), 1u) << o.err;
-  if (loader_may_fail && *o.exit_code == 127 &&
+  if (loader_may_fail && *o.shell_status() == 127 &&
       lines[0].find("error while loading shared libraries") !=
           std::string::npos) {
     return;
   }
-  EXPECT_EQ(*o.exit_code, 125) << o.out << o.err;
+  EXPECT_EQ(*o.shell_status(), 125) << o.out << o.err;
   EXPECT_EQ(lines[0].rfind("keepalive-supervise: ", 0), 0u) << o.err;
   EXPECT_EQ(o.out.find("connected"), std::string::npos) << o.out;
 }
@@ -95,7 +95,7 @@ TEST_P(FdLimit, TargetWorksOrOneLineAndExit125) {
   std::vector<std::string> argv = {"/usr/bin/prlimit", "--nofile=" + limits,
                                    "--", supervise, "--"};
   argv.insert(argv.end(), target.begin(), target.end());
-  RunOutcome o = run(argv, {}, 20s);
+  Outcome o = run(argv, {}, 20s);
   if (c.hard < 64) {
     expect_works_or_one_line(o, "nofile " + limits, !c.static_binary);
     return;
@@ -107,13 +107,13 @@ TEST_P(FdLimit, TargetWorksOrOneLineAndExit125) {
   std::vector<std::string> bare = {"/usr/bin/prlimit", "--nofile=" + limits,
                                    "--"};
   bare.insert(bare.end(), target.begin(), target.end());
-  RunOutcome alone = run(bare, {}, 20s);
-  ASSERT_TRUE(alone.exit_code);
-  if (*alone.exit_code == 0) {
+  Outcome alone = run(bare, {}, 20s);
+  ASSERT_TRUE(alone.shell_status());
+  if (*alone.shell_status() == 0) {
     expect_works_or_one_line(o, "nofile " + limits);
-    EXPECT_EQ(o.exit_code.value_or(-1), 0) << o.err;
+    EXPECT_EQ(o.shell_status().value_or(-1), 0) << o.err;
   } else {
-    EXPECT_EQ(o.exit_code, alone.exit_code) << o.out << o.err;
+    EXPECT_EQ(o.shell_status(), alone.shell_status()) << o.out << o.err;
     EXPECT_EQ(o.out, alone.out);
     EXPECT_EQ(o.err, alone.err);
   }
@@ -150,12 +150,12 @@ TEST(FdLimitOfTheCommand, IsTheOneTheSupervisorWasStartedWith) {
   // The supervisor raises its own soft limit; the command must not see it.
   for (std::string limits : {"5:4096", "8:64", "1024:4096"}) {
     SCOPED_TRACE(limits);
-    RunOutcome o = run({"/usr/bin/prlimit", "--nofile=" + limits, "--",
+    Outcome o = run({"/usr/bin/prlimit", "--nofile=" + limits, "--",
                         supervise_path(), "--", "/bin/sh", "-c",
                         "ulimit -Sn; ulimit -Hn"},
                        {}, 20s);
-    ASSERT_TRUE(o.exit_code) << o.err;
-    EXPECT_EQ(*o.exit_code, 0) << o.err;
+    ASSERT_TRUE(o.shell_status()) << o.err;
+    EXPECT_EQ(*o.shell_status(), 0) << o.err;
     std::string soft = limits.substr(0, limits.find(':'));
     std::string hard = limits.substr(limits.find(':') + 1);
     EXPECT_EQ(o.out, soft + "\n" + hard + "\n") << o.err;
@@ -163,12 +163,12 @@ TEST(FdLimitOfTheCommand, IsTheOneTheSupervisorWasStartedWith) {
 }
 
 TEST(FdLimitTooLow, FailOpenRunsTheCommandAfterOneWarning) {
-  RunOutcome o =
+  Outcome o =
       run({"/usr/bin/prlimit", "--nofile=8:8", "--", supervise_path(),
            "--fail-open", "--", "/bin/sh", "-c", "echo ran; exit 3"},
           {}, 20s);
-  ASSERT_TRUE(o.exit_code) << o.err;
-  EXPECT_EQ(*o.exit_code, 3) << o.err;
+  ASSERT_TRUE(o.shell_status()) << o.err;
+  EXPECT_EQ(*o.shell_status(), 3) << o.err;
   EXPECT_EQ(o.out, "ran\n");
   std::vector<std::string> lines = split_lines(o.err);
   ASSERT_EQ(lines.size(), 1u) << o.err;
@@ -178,7 +178,7 @@ TEST(FdLimitTooLow, FailOpenRunsTheCommandAfterOneWarning) {
   EXPECT_NE(lines[0].find("ulimit -n"), std::string::npos) << o.err;
 }
 
-RunOutcome run_under(const std::vector<std::string>& argv, long kib) {
+Outcome run_under(const std::vector<std::string>& argv, long kib) {
   std::vector<std::string> full = {"/usr/bin/prlimit",
                                    "--as=" + std::to_string(kib * 1024), "--"};
   full.insert(full.end(), argv.begin(), argv.end());
@@ -219,12 +219,12 @@ TEST_P(AddressSpaceLimit, TargetWorksOrOneLineAndExit125) {
   // --version (the version, our own line, an abort) comes from our code.
   long floor = smallest_limit_for(
       {raw_tcp_path(), "connect", port},
-      [](const RunOutcome& o) { return o.exit_code && *o.exit_code == 0; });
+      [](const Outcome& o) { return o.shell_status() && *o.shell_status() == 0; });
   ASSERT_GT(floor, 0);
   long started = smallest_limit_for(
-      {supervise, "--version"}, [](const RunOutcome& o) {
-        return o.exit_code && *o.exit_code != 127 &&
-               *o.exit_code != 128 + SIGSEGV;
+      {supervise, "--version"}, [](const Outcome& o) {
+        return o.shell_status() && *o.shell_status() != 127 &&
+               *o.shell_status() != 128 + SIGSEGV;
       });
   ASSERT_GT(started, 0);
   floor = std::max(floor, started);
@@ -234,7 +234,7 @@ TEST_P(AddressSpaceLimit, TargetWorksOrOneLineAndExit125) {
   limits.insert(limits.end(), {8192, 16384});
   for (long extra : limits) {
     long kib = floor + extra;
-    RunOutcome o = run_under(
+    Outcome o = run_under(
         {supervise, "--", raw_tcp_path(), "connect", port}, kib);
     expect_works_or_one_line(o, "RLIMIT_AS " + std::to_string(kib) + " KiB",
                              !static_binary);

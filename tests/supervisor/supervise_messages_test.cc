@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tests/common/scratch_dir.h"
-#include "tests/preload/subprocess.h"
+#include "tests/support/process.h"
 
 namespace keepalive::tests {
 namespace {
@@ -28,7 +28,7 @@ TEST_F(MessagesTest, ScriptWithAMissingInterpreterIs126BadInterpreter) {
   const std::string script = path("script");
   std::ofstream(script) << "#!/usr/bin/keepalive-nope -x\necho ran\n";
   ASSERT_EQ(chmod(script.c_str(), 0755), 0);
-  RunResult r = run({kSupervise, "--", script, "arg"});
+  Outcome r = run({kSupervise, "--", script, "arg"});
   EXPECT_EQ(r.exit_code(), 126) << r.err;
   EXPECT_EQ(r.err, "keepalive-supervise: " + script +
                        ": /usr/bin/keepalive-nope: bad interpreter: " +
@@ -36,7 +36,7 @@ TEST_F(MessagesTest, ScriptWithAMissingInterpreterIs126BadInterpreter) {
   EXPECT_EQ(r.out, "");
 
   // Found through PATH, it is named as the user typed it.
-  RunResult found = run({"env", "PATH=" + dir_, kSupervise, "--", "script"});
+  Outcome found = run({"env", "PATH=" + dir_, kSupervise, "--", "script"});
   EXPECT_EQ(found.exit_code(), 126) << found.err;
   EXPECT_EQ(found.err, "keepalive-supervise: script: /usr/bin/keepalive-nope: "
                        "bad interpreter: " +
@@ -44,7 +44,7 @@ TEST_F(MessagesTest, ScriptWithAMissingInterpreterIs126BadInterpreter) {
 }
 
 TEST_F(MessagesTest, AMissingCommandIsStill127NotFound) {
-  RunResult r = run({kSupervise, "--", path("absent")});
+  Outcome r = run({kSupervise, "--", path("absent")});
   EXPECT_EQ(r.exit_code(), 127) << r.err;
   EXPECT_EQ(r.err,
             "keepalive-supervise: " + path("absent") + ": command not found\n");
@@ -52,7 +52,7 @@ TEST_F(MessagesTest, AMissingCommandIsStill127NotFound) {
 
 TEST_F(MessagesTest, ACommandNameIsQuotedOnOneLine) {
   const std::string name = path("a\nkeepalive-supervise: forged");
-  RunResult r = run({kSupervise, "--", name});
+  Outcome r = run({kSupervise, "--", name});
   EXPECT_EQ(r.exit_code(), 127) << r.err;
   EXPECT_EQ(r.err, "keepalive-supervise: " + path("a") +
                        "\\nkeepalive-supervise: forged: command not found\n");
@@ -77,7 +77,7 @@ TEST_F(MessagesTest, ProgramWithAMissingLoaderIs126BadElfInterpreter) {
   std::ofstream(program, std::ios::binary) << image;
   ASSERT_EQ(chmod(program.c_str(), 0755), 0);
 
-  RunResult r = run({kSupervise, "--", program});
+  Outcome r = run({kSupervise, "--", program});
   EXPECT_EQ(r.exit_code(), 126) << r.err;
   EXPECT_EQ(r.err, "keepalive-supervise: " + program + ": " + missing +
                        ": bad ELF interpreter (the program's loader is "
@@ -87,11 +87,11 @@ TEST_F(MessagesTest, ProgramWithAMissingLoaderIs126BadElfInterpreter) {
 
 // In a mount namespace of its own, /proc hidden under an empty tmpfs.
 TEST_F(MessagesTest, WithoutProcItSaysProcMustBeMountedAndExits125) {
-  RunResult probe = run({"unshare", "-m", "true"});
+  Outcome probe = run({"unshare", "-m", "true"});
   if (probe.exit_code() != 0) {
     GTEST_SKIP() << "cannot make a mount namespace here: " << probe.err;
   }
-  RunResult r = run({"unshare", "-m", "sh", "-c",
+  Outcome r = run({"unshare", "-m", "sh", "-c",
                      "mount -t tmpfs none /proc && exec \"$0\" -- true",
                      kSupervise});
   // A sanitizer runtime reads /proc too, and warns in lines of its own.

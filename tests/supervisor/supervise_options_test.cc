@@ -342,10 +342,10 @@ TEST(MultipathFailures, EachIsReportedOnce) {
   Listener server;
   std::string client = raw_tcp_path() + " connect " +
                        std::to_string(server.port()) + " --mptcp </dev/null";
-  RunOutcome outcome =
+  Outcome outcome =
       run(supervised({"--strategy", "emulate"},
                      {"/bin/sh", "-c", client + " && " + client + " && " + client}));
-  ASSERT_EQ(outcome.exit_code, 0) << outcome.err;
+  ASSERT_EQ(outcome.shell_status(), 0) << outcome.err;
   size_t lines = 0;
   for (size_t at = outcome.err.find("setsockopt(TCP_USER_TIMEOUT");
        at != std::string::npos;
@@ -396,9 +396,9 @@ class SocketKinds : public ::testing::TestWithParam<Case> {};
 
 TEST_P(SocketKinds, FlagsHonouredAndOnlyTcpTouched) {
   const Case& c = GetParam();
-  RunOutcome outcome =
+  Outcome outcome =
       run(supervised(c.flags(), {raw_tcp_path(), "flags"}), {}, 20s);
-  ASSERT_EQ(outcome.exit_code, 0) << outcome.out << outcome.err;
+  ASSERT_EQ(outcome.shell_status(), 0) << outcome.out << outcome.err;
   // flags makes sockets but never connects or listens: only emulation
   // gives them options.
   int want_keepalive = c.effective_strategy() == "emulate" ? 1 : 0;
@@ -430,11 +430,11 @@ INSTANTIATE_TEST_SUITE_P(Strategies, SocketKinds,
 class Transparency : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Transparency, CallsReturnWhatTheyWouldWithoutSupervisor) {
-  RunOutcome bare = run({raw_tcp_path(), "errnos"}, {}, 20s);
-  ASSERT_EQ(bare.exit_code, 0) << bare.out << bare.err;
-  RunOutcome under =
+  Outcome bare = run({raw_tcp_path(), "errnos"}, {}, 20s);
+  ASSERT_EQ(bare.shell_status(), 0) << bare.out << bare.err;
+  Outcome under =
       run(supervised(GetParam().flags(), {raw_tcp_path(), "errnos"}), {}, 20s);
-  ASSERT_EQ(under.exit_code, 0) << under.out << under.err;
+  ASSERT_EQ(under.shell_status(), 0) << under.out << under.err;
   EXPECT_EQ(under.out, bare.out) << under.err;
 }
 
@@ -442,9 +442,9 @@ TEST_P(Transparency, CallsReturnWhatTheyWouldWithoutSupervisor) {
 // the target must get EMFILE, as without it, and the next socket() after
 // an fd is freed must land on that fd.
 TEST_P(Transparency, FileDescriptorLimitIsTheTargets) {
-  RunOutcome under =
+  Outcome under =
       run(supervised(GetParam().flags(), {raw_tcp_path(), "fdlimit"}), {}, 20s);
-  ASSERT_EQ(under.exit_code, 0) << under.out << under.err;
+  ASSERT_EQ(under.shell_status(), 0) << under.out << under.err;
   Options got = parse_pairs(under.out);
   EXPECT_EQ(got["emfile_errno"], EMFILE) << under.out;
   EXPECT_EQ(got["reused"], 10) << under.out;

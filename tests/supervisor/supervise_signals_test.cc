@@ -42,7 +42,7 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 class SignalStorm : public ::testing::TestWithParam<Case> {
  protected:
   static void SetUpTestSuite() {
-    RunOutcome check = run({supervise_path(), "--check"}, {}, 30s);
+    Outcome check = run({supervise_path(), "--check"}, {}, 30s);
     size_t at = check.out.find("WAIT_KILLABLE_RECV");
     wait_killable_ = at == std::string::npos
                          ? "unknown"
@@ -69,11 +69,11 @@ class SignalStorm : public ::testing::TestWithParam<Case> {
     } else if (c.follow == "listen") {
       command.push_back("--listen");
     }
-    RunOutcome outcome =
+    Outcome outcome =
         run(supervised({"--mode", c.mode, "--strategy", c.strategy}, command),
             {}, 120s);
     SCOPED_TRACE(wait_killable_);
-    ASSERT_TRUE(outcome.exit_code) << "still running after 120 s\n"
+    ASSERT_TRUE(outcome.shell_status()) << "still running after 120 s\n"
                                    << outcome.out << outcome.err;
     size_t at = outcome.out.find("result ");
     ASSERT_NE(at, std::string::npos) << outcome.out << outcome.err;
@@ -85,7 +85,7 @@ class SignalStorm : public ::testing::TestWithParam<Case> {
     EXPECT_EQ(result["fdleak"], 0) << line;
     // The storm did happen while the calls were made.
     EXPECT_GT(result["signals"], 10) << line;
-    EXPECT_EQ(*outcome.exit_code, 0) << outcome.out << outcome.err;
+    EXPECT_EQ(*outcome.shell_status(), 0) << outcome.out << outcome.err;
     // --no-restart: calls failed with EINTR (the trapped call interrupted
     // before the supervisor received it; see README, Limits).
     RecordProperty("eintr", std::to_string(result["eintr"]));

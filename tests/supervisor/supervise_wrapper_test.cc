@@ -31,6 +31,7 @@
 #include "common/unique_fd.h"
 #include "supervisor/syscalls.h"
 #include "tests/common/scratch_dir.h"
+#include "tests/support/process.h"
 
 namespace keepalive {
 namespace {
@@ -40,242 +41,22 @@ using Clock = std::chrono::steady_clock;
 
 // Every wait in this file is bounded by this; generous, since the machine
 // is shared and noisy.
-constexpr Clock::duration kBound = 20s;
+constexpr std::chrono::milliseconds kBound = 20s;
 
 const std::string kSupervise = KEEPALIVE_SUPERVISE;
 const std::string kIoUringReport = IO_URING_REPORT;
 const std::string kDenySyscalls = DENY_SYSCALLS;
 
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
-  return lines;
-}
-
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-bool steers_keepalive(const std::string& entry) {
-  std::string name = entry.substr(0, entry.find('='));
-  return name.rfind("TCP_", 0) == 0 || name == "KEEPALIVE" ||
-         name == "KEEPIDLE" || name == "KEEPCNT" || name == "KEEPINTVL" ||
-         name == "LIBKEEPALIVE_DEBUG" || name == "LD_PRELOAD";
-}
-
-// The test's own environment without anything that steers keepalive (so a
-// developer's shell cannot skew a test), plus `extra` ("NAME=VALUE").
-std::vector<std::string> clean_env(const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!steers_keepalive(*e)) env.push_back(*e);
-  }
-  env.insert(env.end(), extra.begin(), extra.end());
-  return env;
-}
-
-struct SpawnOptions {
-  std::vector<std::string> env = clean_env();  // the whole environment
-  std::vector<int> blocked;  // signals blocked when the program starts
-  std::vector<int> ignored;  // signals ignored when the program starts
-  std::string stdin_data;    // written, then stdin is closed
-  int extra_fd = -1;         // if set, inherited as fd 5
-};
-
-struct Outcome {
-  int status = 0;
-  bool timed_out = false;
-  std::string out;
-  std::string err;
-
-  bool exited() const { return !timed_out && WIFEXITED(status); }
-  // The exit code, or -1 if the process did not exit normally.
-  int code() const { return exited() ? WEXITSTATUS(status) : -1; }
-  std::vector<std::string> err_lines() const { return split_lines(err); }
-};
-
-std::ostream& operator<<(std::ostream& os, const Outcome& o) {
-  os << "status " << o.status << (o.timed_out ? " (timed out)" : "")
-     << "\n--- stdout ---\n"
-     << o.out << "--- stderr ---\n"
-     << o.err;
-  return os;
-}
-
-// A program in its own process group, with stdin, stdout and stderr on
-// pipes, and a known signal mask and set of ignored signals. Whatever
-// happens to the test, the whole group is killed and the child reaped.
-class Process {
- public:
-  explicit Process(const std::vector<std::string>& argv,
-                   SpawnOptions options = {})
-      : stdin_data_(std::move(options.stdin_data)) {
-    signal(SIGPIPE, SIG_IGN);  // writing to a child that closed stdin
-    int in[2], out[2], err[2];
-    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
-        pipe2(err, O_CLOEXEC) != 0) {
-      ADD_FAILURE() << "pipe2: " << strerror(errno);
-      return;
-    }
-    std::vector<char*> args;
-    for (const std::string& a : argv)
-      args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    std::vector<char*> envp;
-    for (const std::string& e : options.env)
-      envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
-    sigset_t blocked;
-    sigemptyset(&blocked);
-    for (int sig : options.blocked) sigaddset(&blocked, sig);
-
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      dup2(err[1], 2);
-      if (options.extra_fd >= 0) {
-        dup2(options.extra_fd, 5);
-        close_range(3, 4, 0);
-        close_range(6, ~0U, 0);
-      } else {
-        close_range(3, ~0U, 0);
-      }
-      for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-      for (int sig : options.ignored) signal(sig, SIG_IGN);
-      sigprocmask(SIG_SETMASK, &blocked, nullptr);
-      execvpe(args[0], args.data(), envp.data());
-      dprintf(2, "exec %s: %s\n", args[0], strerror(errno));
-      _exit(255);
-    }
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    stdin_.reset(in[1]);
-    out_.reset(out[0]);
-    err_.reset(err[0]);
-    if (pid_ < 0) {
-      ADD_FAILURE() << "fork: " << strerror(errno);
-      return;
-    }
-    setpgid(pid_, pid_);  // no race with the child's own call
-    for (int fd : {stdin_.get(), out_.get(), err_.get()}) {
-      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    }
-    if (stdin_data_.empty()) stdin_.reset();
-  }
-
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-
-  ~Process() {
-    if (pid_ > 0 && !reaped_) {
-      kill(-pid_, SIGKILL);
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  pid_t pid() const { return pid_; }
-  const std::string& out() const { return outcome_.out; }
-
-  // Collects output until stdout contains `needle` or `bound` passes.
-  bool wait_for_stdout(const std::string& needle,
-                       Clock::duration bound = kBound) {
-    auto deadline = Clock::now() + bound;
-    while (!contains(outcome_.out, needle)) {
-      if (Clock::now() >= deadline) return false;
-      if (!pump(50) && exited_now()) {
-        pump(0);
-        return contains(outcome_.out, needle);
-      }
-    }
-    return true;
-  }
-
-  // Waits for the process to exit (killing its group at `bound`) and for
-  // its output to end, and returns both.
-  Outcome wait(Clock::duration bound = kBound) {
-    auto deadline = Clock::now() + bound;
-    while (!reaped_) {
-      if (Clock::now() >= deadline) {
-        kill(-pid_, SIGKILL);
-        kill(pid_, SIGKILL);
-        outcome_.timed_out = true;
-        waitpid(pid_, &outcome_.status, 0);
-        reaped_ = true;
-        break;
-      }
-      pump(20);
-      exited_now();
-    }
-    // Output may lag the exit a little; a descendant still holding the
-    // pipes gets two seconds.
-    auto grace = Clock::now() + 2s;
-    while ((out_.valid() || err_.valid()) && Clock::now() < grace) pump(50);
-    return outcome_;
-  }
-
- private:
-  // Whether the process has exited (reaps it once).
-  bool exited_now() {
-    if (reaped_) return true;
-    if (waitpid(pid_, &outcome_.status, WNOHANG) == pid_) reaped_ = true;
-    return reaped_;
-  }
-
-  // One round of I/O, waiting at most `timeout_ms`. False once all pipes
-  // are closed.
-  bool pump(int timeout_ms) {
-    pollfd fds[3];
-    int n = 0;
-    if (stdin_.valid()) fds[n++] = {stdin_.get(), POLLOUT, 0};
-    if (out_.valid()) fds[n++] = {out_.get(), POLLIN, 0};
-    if (err_.valid()) fds[n++] = {err_.get(), POLLIN, 0};
-    if (n == 0) {
-      if (timeout_ms > 0)
-        std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
-      return false;
-    }
-    if (poll(fds, n, timeout_ms) <= 0) return true;
-    for (int i = 0; i < n; ++i) {
-      if (fds[i].revents == 0) continue;
-      if (fds[i].fd == stdin_.get()) {
-        ssize_t w = write(stdin_.get(), stdin_data_.data() + written_,
-                          stdin_data_.size() - written_);
-        if (w > 0) written_ += w;
-        if ((w < 0 && errno != EAGAIN) || written_ == stdin_data_.size()) {
-          stdin_.reset();
-        }
-        continue;
-      }
-      bool is_out = fds[i].fd == out_.get();
-      char buf[65536];
-      ssize_t r = read(fds[i].fd, buf, sizeof buf);
-      if (r > 0) {
-        (is_out ? outcome_.out : outcome_.err).append(buf, r);
-      } else if (r == 0 || errno != EAGAIN) {
-        (is_out ? out_ : err_).reset();
-      }
-    }
-    return true;
-  }
-
-  pid_t pid_ = -1;
-  bool reaped_ = false;
-  UniqueFd stdin_, out_, err_;
-  std::string stdin_data_;
-  size_t written_ = 0;
-  Outcome outcome_;
-};
-
-Outcome run(const std::vector<std::string>& argv, SpawnOptions options = {}) {
-  Process p(argv, std::move(options));
-  return p.wait();
-}
+using Outcome = tests::Outcome;
+using Process = tests::Process;
+using ProcessOptions = tests::ProcessOptions;
+using tests::clean_environment;
+using tests::run;
+using tests::split_lines;
 
 std::vector<std::string> supervised(
     std::vector<std::string> flags_and_command) {
@@ -312,7 +93,7 @@ TEST_F(WrapperTest, ExitStatusPassesThrough) {
   for (int code : {0, 1, 7, 42, 255}) {
     Outcome o =
         run(supervised({"--", "sh", "-c", "exit " + std::to_string(code)}));
-    EXPECT_EQ(o.code(), code) << o;
+    EXPECT_EQ(o.exit_code(), code) << o;
     EXPECT_EQ(o.err, "") << o;
   }
 }
@@ -333,7 +114,7 @@ TEST_F(WrapperTest, KilledChildGives128PlusSignal) {
     Outcome o = run(supervised({"--", "sh", "-c", c.script}));
     // The supervisor itself exits; it is not killed.
     EXPECT_TRUE(o.exited()) << o;
-    EXPECT_EQ(o.code(), c.code) << o;
+    EXPECT_EQ(o.exit_code(), c.code) << o;
   }
 }
 
@@ -341,7 +122,7 @@ TEST_F(WrapperTest, CommandNotFoundIs127WithOneLineNamingIt) {
   for (const std::string& command :
        {std::string("keepalive-no-such-command"), path("no-such-file")}) {
     Outcome o = run(supervised({"--", command, "arg"}));
-    EXPECT_EQ(o.code(), 127) << o;
+    EXPECT_EQ(o.exit_code(), 127) << o;
     ASSERT_EQ(o.err_lines().size(), 1u) << o;
     EXPECT_TRUE(contains(o.err, command)) << o;
     EXPECT_TRUE(contains(o.err, "not found") ||
@@ -357,7 +138,7 @@ TEST_F(WrapperTest, NotExecutableIs126WithOneLineNamingIt) {
   chmod(file.c_str(), 0644);
   for (const std::string& command : {file, dir_}) {
     Outcome o = run(supervised({"--", command}));
-    EXPECT_EQ(o.code(), 126) << o;
+    EXPECT_EQ(o.exit_code(), 126) << o;
     ASSERT_EQ(o.err_lines().size(), 1u) << o;
     EXPECT_TRUE(contains(o.err, command)) << o;
   }
@@ -392,7 +173,7 @@ class PathSearchTest : public WrapperTest {
   Outcome run_with_path(const char* path_value,
                         const std::vector<std::string>& command) {
     std::vector<std::string> env;
-    for (const std::string& entry : clean_env()) {
+    for (const std::string& entry : clean_environment()) {
       if (entry.rfind("PATH=", 0) != 0) env.push_back(entry);
     }
     if (path_value != nullptr) env.push_back(std::string("PATH=") + path_value);
@@ -402,8 +183,8 @@ class PathSearchTest : public WrapperTest {
     std::vector<std::string> argv = {"/bin/sh", "-c", script, "sh", kSupervise,
                                      "--"};
     argv.insert(argv.end(), command.begin(), command.end());
-    SpawnOptions options;
-    options.env = env;
+    ProcessOptions options;
+    options.whole_env = env;
     return run(argv, options);
   }
 };
@@ -413,14 +194,14 @@ TEST_F(PathSearchTest, SkipsWhatIsDeniedOrNotADirectory) {
       path("a-file") + ":" + path("missing") + ":" + path("denied") + ":" +
       path("found");
   Outcome o = run_with_path(search.c_str(), {"tool", "x"});
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "found x\n") << o;
 }
 
 TEST_F(PathSearchTest, DeniedAndNothingElseIs126PermissionDenied) {
   std::string search = path("denied") + ":" + path("missing");
   Outcome o = run_with_path(search.c_str(), {"tool"});
-  EXPECT_EQ(o.code(), 126) << o;
+  EXPECT_EQ(o.exit_code(), 126) << o;
   EXPECT_EQ(o.err, "keepalive-supervise: tool: " +
                        std::string(strerror(EACCES)) + "\n")
       << o;
@@ -429,30 +210,30 @@ TEST_F(PathSearchTest, DeniedAndNothingElseIs126PermissionDenied) {
 TEST_F(PathSearchTest, EmptyElementIsTheCurrentDirectory) {
   std::string search = path("missing") + "::" + path("found");
   Outcome o = run_with_path(search.c_str(), {"tool"});
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "cwd\n") << o;
 }
 
 TEST_F(PathSearchTest, ScriptWithoutInterpreterLineRunsWithBinSh) {
   Outcome o = run_with_path(path("found").c_str(), {"script", "a", "b"});
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "script " + path("found/script") + " a b\n") << o;
   o = run_with_path(nullptr, {path("found/script")});
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "script " + path("found/script") + "\n") << o;
 }
 
 TEST_F(PathSearchTest, UnsetPathMeansBinAndUsrBin) {
   Outcome o = run_with_path(nullptr, {"sh", "-c", "echo ok"});
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "ok\n") << o;
   o = run_with_path(nullptr, {"tool"});
-  EXPECT_EQ(o.code(), 127) << o;
+  EXPECT_EQ(o.exit_code(), 127) << o;
 }
 
 TEST_F(PathSearchTest, NameTooLongIs126) {
   Outcome o = run_with_path(path("found").c_str(), {std::string(300, 'x')});
-  EXPECT_EQ(o.code(), 126) << o;
+  EXPECT_EQ(o.exit_code(), 126) << o;
   EXPECT_TRUE(contains(o.err, strerror(ENAMETOOLONG))) << o;
 }
 
@@ -474,7 +255,7 @@ TEST_P(BadUsageTest, ExitsTwoWithOneLineAndStartsNothing) {
     if (arg == "MARKER") arg = path("marker");
   }
   Outcome o = run(argv);
-  EXPECT_EQ(o.code(), 2) << o;
+  EXPECT_EQ(o.exit_code(), 2) << o;
   ASSERT_EQ(o.err_lines().size(), 1u) << o;
   EXPECT_EQ(o.err.rfind("keepalive-supervise: ", 0), 0u) << o;
   EXPECT_EQ(o.out, "");
@@ -509,11 +290,11 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(WrapperTest, HelpAndVersionGoToStdout) {
   Outcome help = run(supervised({"--help"}));
-  EXPECT_EQ(help.code(), 0) << help;
+  EXPECT_EQ(help.exit_code(), 0) << help;
   EXPECT_EQ(help.out.rfind("Usage: keepalive-supervise", 0), 0u) << help;
   EXPECT_EQ(help.err, "");
   Outcome version = run(supervised({"--version"}));
-  EXPECT_EQ(version.code(), 0) << version;
+  EXPECT_EQ(version.exit_code(), 0) << version;
   EXPECT_EQ(version.out.rfind("keepalive-supervise ", 0), 0u) << version;
   EXPECT_EQ(split_lines(version.out).size(), 1u);
 }
@@ -535,17 +316,18 @@ TEST_F(WrapperTest, ForwardsEachSignalToTheChild) {
       "while [ ! -e \"$1\" ]; do sleep 0.05; done\n"
       "echo done\n";
   Process p(supervised({"--", "sh", "-c", script, "sh", path("stop")}));
-  ASSERT_TRUE(p.wait_for_stdout("ready\n")) << p.out();
+  ASSERT_TRUE(p.wait_for_output("ready\n", kBound, Process::Stream::kStdout)) << p.out();
   for (const auto& [sig, name] : signals) {
     SCOPED_TRACE(name);
     ASSERT_EQ(kill(p.pid(), sig), 0);
     // One at a time, so that none can merge with another.
-    ASSERT_TRUE(p.wait_for_stdout(std::string("got-") + name + "\n"))
+    ASSERT_TRUE(p.wait_for_output(std::string("got-") + name + "\n", kBound,
+                                  Process::Stream::kStdout))
         << p.out();
   }
   std::ofstream(path("stop")).close();
   Outcome o = p.wait();
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   // Each arrived exactly once, and the supervisor said nothing.
   std::string expected = "ready\n";
   for (const auto& [sig, name] : signals) {
@@ -563,11 +345,11 @@ TEST_P(UnhandledSignalTest, KillsTheChildAndGives128PlusSignal) {
   const int sig = GetParam();
   Process p(supervised(
       {"--", "sh", "-c", "ulimit -c 0; echo started; exec sleep 60"}));
-  ASSERT_TRUE(p.wait_for_stdout("started\n")) << p.out();
+  ASSERT_TRUE(p.wait_for_output("started\n", kBound, Process::Stream::kStdout)) << p.out();
   ASSERT_EQ(kill(p.pid(), sig), 0);
   Outcome o = p.wait();
   EXPECT_TRUE(o.exited()) << "the supervisor was killed itself\n" << o;
-  EXPECT_EQ(o.code(), 128 + sig) << o;
+  EXPECT_EQ(o.exit_code(), 128 + sig) << o;
 }
 
 INSTANTIATE_TEST_SUITE_P(Wrapper, UnhandledSignalTest,
@@ -582,19 +364,19 @@ INSTANTIATE_TEST_SUITE_P(Wrapper, UnhandledSignalTest,
 TEST_F(WrapperTest, IgnoredSignalStaysIgnored) {
   // As under nohup: SIGHUP ignored by whoever started the supervisor is
   // ignored by the target too, and sending it harms neither.
-  SpawnOptions options;
+  ProcessOptions options;
   options.ignored = {SIGHUP};
   Process p(supervised({"--", "sh", "-c",
                         "echo ready; while [ ! -e \"$1\" ]; do sleep 0.05; "
                         "done; echo alive",
                         "sh", path("stop")}),
             options);
-  ASSERT_TRUE(p.wait_for_stdout("ready\n")) << p.out();
+  ASSERT_TRUE(p.wait_for_output("ready\n", kBound, Process::Stream::kStdout)) << p.out();
   ASSERT_EQ(kill(p.pid(), SIGHUP), 0);
   std::this_thread::sleep_for(300ms);
   std::ofstream(path("stop")).close();
   Outcome o = p.wait();
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "ready\nalive\n");
 }
 
@@ -606,10 +388,10 @@ TEST_F(WrapperTest, StdinToStdoutThroughCat) {
   for (size_t i = 0; i < data.size(); ++i) {
     data[i] = static_cast<char>((i * 2654435761u) >> 13);
   }
-  SpawnOptions options;
+  ProcessOptions options;
   options.stdin_data = data;
   Outcome o = run(supervised({"--", "cat"}), options);
-  EXPECT_EQ(o.code(), 0) << o.err;
+  EXPECT_EQ(o.exit_code(), 0) << o.err;
   EXPECT_EQ(o.out.size(), data.size());
   EXPECT_TRUE(o.out == data) << "stdout differs from stdin";
   EXPECT_EQ(o.err, "");
@@ -618,19 +400,19 @@ TEST_F(WrapperTest, StdinToStdoutThroughCat) {
 TEST_F(WrapperTest, StdoutAndStderrStaySeparate) {
   Outcome o = run(supervised(
       {"--", "sh", "-c", "echo to-out; echo to-err >&2; echo more-out"}));
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "to-out\nmore-out\n");
   EXPECT_EQ(o.err, "to-err\n");
 }
 
 TEST_F(WrapperTest, EnvironmentPassesThroughExactly) {
-  SpawnOptions options;
-  options.env =
-      clean_env({"WRAPPER_TEST_PLAIN=value", "WRAPPER_TEST_EQUALS=a=b=c",
+  ProcessOptions options;
+  options.whole_env =
+      clean_environment({"WRAPPER_TEST_PLAIN=value", "WRAPPER_TEST_EQUALS=a=b=c",
                  "WRAPPER_TEST_EMPTY=", "WRAPPER_TEST_NEWLINE=line1\nline2",
                  "WRAPPER_TEST_SPACES=  two  spaces "});
   Outcome o = run(supervised({"--", "env", "-0"}), options);
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   std::vector<std::string> seen;
   std::string entry;
   for (char c : o.out) {
@@ -642,7 +424,7 @@ TEST_F(WrapperTest, EnvironmentPassesThroughExactly) {
     }
   }
   // Same entries, same order, nothing added or removed.
-  EXPECT_EQ(seen, options.env);
+  EXPECT_EQ(seen, *options.whole_env);
 
   Outcome one =
       run(supervised({"--", "sh", "-c", "printf %s \"$WRAPPER_TEST_PLAIN\""}),
@@ -653,13 +435,13 @@ TEST_F(WrapperTest, EnvironmentPassesThroughExactly) {
 TEST_F(WrapperTest, SignalMaskAndIgnoredSignalsAreInherited) {
   // What the target sees in /proc/self/status, run directly and run under
   // the supervisor, from the same parent state.
-  SpawnOptions options;
+  ProcessOptions options;
   options.blocked = {SIGUSR1, SIGTERM, SIGWINCH, SIGRTMIN + 3};
   options.ignored = {SIGHUP, SIGINT, SIGPIPE, SIGUSR2};
   Outcome direct = run({"cat", "/proc/self/status"}, options);
   Outcome under = run(supervised({"--", "cat", "/proc/self/status"}), options);
-  ASSERT_EQ(direct.code(), 0) << direct;
-  ASSERT_EQ(under.code(), 0) << under;
+  ASSERT_EQ(direct.exit_code(), 0) << direct;
+  ASSERT_EQ(under.exit_code(), 0) << under;
   auto d = parse_report(direct.out);
   auto u = parse_report(under.out);
   for (const char* field : {"SigBlk", "SigIgn"}) {
@@ -680,8 +462,8 @@ TEST_F(WrapperTest, ShellTrapIgnoreReachesTheTarget) {
   Outcome direct = run({"sh", "-c", "trap '' HUP; exec " + grep});
   Outcome under =
       run({"sh", "-c", "trap '' HUP; exec " + kSupervise + " -- " + grep});
-  ASSERT_EQ(direct.code(), 0) << direct;
-  ASSERT_EQ(under.code(), 0) << under;
+  ASSERT_EQ(direct.exit_code(), 0) << direct;
+  ASSERT_EQ(under.exit_code(), 0) << under;
   EXPECT_EQ(under.out, direct.out);
   unsigned long long ign =
       std::stoull(parse_report(under.out)["SigIgn"], nullptr, 16);
@@ -694,13 +476,13 @@ TEST_F(WrapperTest, FileDescriptorsPassThroughAndNoneLeak) {
   int p[2];
   ASSERT_EQ(pipe(p), 0);
   UniqueFd read_end(p[0]), write_end(p[1]);
-  SpawnOptions options;
+  ProcessOptions options;
   options.extra_fd = write_end.get();
   const std::string list = "ls -l /proc/self/fd | awk 'NR > 1 {print $9, $11}'";
   Outcome direct = run({"sh", "-c", list}, options);
   Outcome under = run(supervised({"--", "sh", "-c", list}), options);
-  ASSERT_EQ(direct.code(), 0) << direct;
-  ASSERT_EQ(under.code(), 0) << under;
+  ASSERT_EQ(direct.exit_code(), 0) << direct;
+  ASSERT_EQ(under.exit_code(), 0) << under;
   EXPECT_TRUE(contains(direct.out, "\n5 pipe:")) << direct.out;
   // Pipe inodes and ls's own directory differ between the two runs;
   // compare fd numbers and kinds only ("5 pipe", "3 /proc").
@@ -741,7 +523,7 @@ TEST_F(WrapperTest, TargetDiesWithTheSupervisor) {
   // we can see how it ended.
   ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
   Process p(supervised({"--", "sh", "-c", "echo $$; exec sleep 60"}));
-  ASSERT_TRUE(p.wait_for_stdout("\n")) << p.out();
+  ASSERT_TRUE(p.wait_for_output("\n", kBound, Process::Stream::kStdout)) << p.out();
   pid_t target = std::stoi(p.out());
   ASSERT_EQ(parent_of(target), p.pid());
 
@@ -772,9 +554,9 @@ TEST_F(WrapperTest, TargetDiesWithTheSupervisor) {
 
 TEST_F(WrapperTest, IoUringSetupWarnsOnce) {
   Outcome direct = run({kIoUringReport, "3"});
-  ASSERT_EQ(direct.code(), 0) << direct;
+  ASSERT_EQ(direct.exit_code(), 0) << direct;
   Outcome o = run(supervised({"--", kIoUringReport, "3"}));
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   // The call itself behaves as without the supervisor...
   EXPECT_EQ(o.out, direct.out);
   // ...and the supervisor warns exactly once.
@@ -785,7 +567,7 @@ TEST_F(WrapperTest, IoUringSetupWarnsOnce) {
 
 TEST_F(WrapperTest, DenyIoUringGivesEnosysWithoutWarning) {
   Outcome o = run(supervised({"--deny-io-uring", "--", kIoUringReport, "2"}));
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "io_uring_setup ENOSYS\nio_uring_setup ENOSYS\n") << o;
   EXPECT_EQ(o.err, "");
 }
@@ -831,7 +613,7 @@ bool getfd_permitted_here() {
 
 TEST_F(WrapperTest, CheckReportIsTruthful) {
   Outcome o = run(supervised({"--check"}));
-  ASSERT_EQ(o.code(), 0) << o;
+  ASSERT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.err, "");
   auto report = parse_report(o.out);
 
@@ -905,11 +687,11 @@ TEST_F(WrapperTest, VerbosePrintsTheStrategyLine) {
   for (const Case& c : cases) {
     std::vector<std::string> argv = c.flags;
     argv.insert(argv.end(), {"--", "sh", "-c", "echo ran"});
-    SpawnOptions options;
-    options.env = clean_env(c.env);
+    ProcessOptions options;
+    options.whole_env = clean_environment(c.env);
     Outcome o = run(supervised(argv), options);
     SCOPED_TRACE(c.line);
-    EXPECT_EQ(o.code(), 0) << o;
+    EXPECT_EQ(o.exit_code(), 0) << o;
     EXPECT_EQ(o.out, "ran\n");
     ASSERT_EQ(o.err_lines().size(), 1u) << o;
     EXPECT_EQ(o.err.rfind("keepalive-supervise: " + c.line, 0), 0u) << o;
@@ -920,10 +702,10 @@ TEST_F(WrapperTest, VerbosePrintsTheStrategyLine) {
 }
 
 TEST_F(WrapperTest, InvalidEnvironmentValueWarnsOnceAndRuns) {
-  SpawnOptions options;
-  options.env = clean_env({"TCP_KEEPIDLE=abc"});
+  ProcessOptions options;
+  options.whole_env = clean_environment({"TCP_KEEPIDLE=abc"});
   Outcome o = run(supervised({"--", "sh", "-c", "echo ran"}), options);
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "ran\n");
   ASSERT_EQ(o.err_lines().size(), 1u) << o;
   EXPECT_TRUE(contains(o.err, "TCP_KEEPIDLE")) << o;
@@ -949,7 +731,7 @@ std::vector<std::string> without_getfd(
 
 TEST_F(WrapperTest, WithoutPidfdGetfdTheLauncherReallyRefusesIt) {
   Outcome o = run(without_getfd({"--check"}));
-  ASSERT_EQ(o.code(), 0) << o;
+  ASSERT_EQ(o.exit_code(), 0) << o;
   auto report = parse_report(o.out);
   EXPECT_EQ(report["pidfd_getfd on the target (continue strategy)"],
             "refused (Operation not permitted)");
@@ -964,7 +746,7 @@ TEST_F(WrapperTest, WithoutPidfdGetfdTheLauncherReallyRefusesIt) {
 TEST_F(WrapperTest, WithoutPidfdGetfdCheckRefusesTheContinueStrategy) {
   // The verdict answers for the strategy asked for, as a real run would.
   Outcome o = run(without_getfd({"--check", "--strategy", "continue"}));
-  EXPECT_EQ(o.code(), 1) << o;
+  EXPECT_EQ(o.exit_code(), 1) << o;
   auto report = parse_report(o.out);
   EXPECT_EQ(report["verdict"].rfind("keepalive-supervise cannot work here", 0),
             0u)
@@ -978,8 +760,8 @@ TEST_F(WrapperTest, WithoutPidfdGetfdSocketModeIsUnchanged) {
   // network namespace) is gone, and nothing else.
   Outcome normal = run(supervised({"-v", "--", "sh", "-c", "echo ran"}));
   Outcome denied = run(without_getfd({"-v", "--", "sh", "-c", "echo ran"}));
-  ASSERT_EQ(normal.code(), 0) << normal;
-  EXPECT_EQ(denied.code(), 0) << denied;
+  ASSERT_EQ(normal.exit_code(), 0) << normal;
+  EXPECT_EQ(denied.exit_code(), 0) << denied;
   EXPECT_EQ(denied.out, "ran\n");
   ASSERT_EQ(normal.err_lines().size(), 1u) << normal;
   std::vector<std::string> lines = denied.err_lines();
@@ -997,13 +779,13 @@ TEST_F(WrapperTest, WithoutPidfdGetfdConnectAndListenModesDegrade) {
     SCOPED_TRACE(mode);
     Outcome o =
         run(without_getfd({"--mode", mode, "--", "sh", "-c", "echo ran"}));
-    EXPECT_EQ(o.code(), 0) << o;
+    EXPECT_EQ(o.exit_code(), 0) << o;
     EXPECT_EQ(o.out, "ran\n");
     ASSERT_EQ(o.err_lines().size(), 1u) << o;
     EXPECT_TRUE(contains(o.err, "degraded")) << o;
 
     Outcome v = run(without_getfd({"-v", "--mode", mode, "--", "true"}));
-    EXPECT_EQ(v.code(), 0) << v;
+    EXPECT_EQ(v.exit_code(), 0) << v;
     EXPECT_TRUE(
         contains(v.err, std::string("mode ") + mode + ", strategy emulate ("))
         << v;
@@ -1014,7 +796,7 @@ TEST_F(WrapperTest, WithoutPidfdGetfdConnectAndListenModesDegrade) {
 TEST_F(WrapperTest, WithoutPidfdGetfdStrategyContinueFails) {
   Outcome o = run(
       without_getfd({"--strategy", "continue", "--", "touch", path("marker")}));
-  EXPECT_EQ(o.code(), 125) << o;
+  EXPECT_EQ(o.exit_code(), 125) << o;
   ASSERT_EQ(o.err_lines().size(), 1u) << o;
   EXPECT_TRUE(contains(o.err, "pidfd_getfd")) << o;
   EXPECT_FALSE(exists("marker")) << "the target ran";
@@ -1026,7 +808,7 @@ TEST_F(WrapperTest, WithoutPidfdGetfdStrategyContinueFails) {
 
 TEST_F(WrapperTest, SeccompRefusedFailsWithTheCause) {
   Outcome o = run(denying("seccomp", {"--", "touch", path("marker")}));
-  EXPECT_EQ(o.code(), 125) << o;
+  EXPECT_EQ(o.exit_code(), 125) << o;
   ASSERT_EQ(o.err_lines().size(), 1u) << o;
   EXPECT_TRUE(contains(o.err, strerror(EPERM))) << o;
   EXPECT_TRUE(contains(o.err, "seccomp profile")) << o;
@@ -1038,7 +820,7 @@ TEST_F(WrapperTest, SeccompRefusedFailsWithTheCause) {
 TEST_F(WrapperTest, SeccompRefusedFailOpenRunsTheCommand) {
   Outcome o =
       run(denying("seccomp", {"--fail-open", "--", "sh", "-c", "echo ran"}));
-  EXPECT_EQ(o.code(), 0) << o;
+  EXPECT_EQ(o.exit_code(), 0) << o;
   EXPECT_EQ(o.out, "ran\n");
   ASSERT_EQ(o.err_lines().size(), 1u) << o;
   EXPECT_TRUE(contains(o.err, "WITHOUT keepalive options")) << o;
@@ -1046,7 +828,7 @@ TEST_F(WrapperTest, SeccompRefusedFailOpenRunsTheCommand) {
 
 TEST_F(WrapperTest, SeccompRefusedCheckSaysSo) {
   Outcome o = run(denying("seccomp", {"--check"}));
-  EXPECT_EQ(o.code(), 1) << o;
+  EXPECT_EQ(o.exit_code(), 1) << o;
   auto report = parse_report(o.out);
   const std::string& notif = report["seccomp user notification"];
   EXPECT_EQ(notif.rfind("no (", 0), 0u) << notif;
@@ -1064,7 +846,7 @@ TEST_F(WrapperTest, UnderAnotherListenerFailsWithTheCause) {
   // container runtime's or LXD's would.
   Outcome o = run(supervised(
       {"--deny-io-uring", "--", kSupervise, "--", "touch", path("marker")}));
-  EXPECT_EQ(o.code(), 125) << o;
+  EXPECT_EQ(o.exit_code(), 125) << o;
   ASSERT_EQ(o.err_lines().size(), 1u) << o;
   EXPECT_TRUE(contains(o.err, strerror(EBUSY))) << o;
   EXPECT_TRUE(contains(o.err, "listener")) << o;
@@ -1072,7 +854,7 @@ TEST_F(WrapperTest, UnderAnotherListenerFailsWithTheCause) {
 
   Outcome open = run(supervised({"--deny-io-uring", "--", kSupervise,
                                  "--fail-open", "--", "sh", "-c", "echo ran"}));
-  EXPECT_EQ(open.code(), 0) << open;
+  EXPECT_EQ(open.exit_code(), 0) << open;
   EXPECT_EQ(open.out, "ran\n");
   ASSERT_EQ(open.err_lines().size(), 1u) << open;
   EXPECT_TRUE(contains(open.err, "WITHOUT keepalive options")) << open;
@@ -1080,7 +862,7 @@ TEST_F(WrapperTest, UnderAnotherListenerFailsWithTheCause) {
 
 TEST_F(WrapperTest, UnderAnotherListenerCheckIsTruthful) {
   Outcome o = run(supervised({"--deny-io-uring", "--", kSupervise, "--check"}));
-  EXPECT_EQ(o.code(), 1) << o;
+  EXPECT_EQ(o.exit_code(), 1) << o;
   auto report = parse_report(o.out);
   EXPECT_EQ(report["seccomp user notification"], "yes");
   EXPECT_TRUE(contains(report["supervised child"], strerror(EBUSY)))

@@ -4,7 +4,7 @@
 # real binary and real helpers.
 add_executable(supervise_wrapper_test supervise_wrapper_test.cc)
 target_link_libraries(supervise_wrapper_test PRIVATE
-  keepalive_common keepalive_syscalls GTest::gtest_main)
+  keepalive_test_support keepalive_syscalls GTest::gtest_main)
 target_compile_definitions(supervise_wrapper_test PRIVATE
   KEEPALIVE_SUPERVISE="$<TARGET_FILE:keepalive-supervise>"
   IO_URING_REPORT="$<TARGET_FILE:io_uring_report>"
