@@ -143,7 +143,23 @@ Verdict NotificationHandler::apply_in_place(const seccomp_notif& req,
   int pidfd = entry != nullptr ? entry->pidfd.get() : opened.fd.get();
   UniqueFd copy(sys::pidfd_getfd(pidfd, target_fd, 0));
   if (!copy.valid()) {
-    if (errno == EPERM) {
+    int err = errno;
+    if ((err == ESRCH || err == EBADF) && entry == nullptr &&
+        !opened.of_task) {
+      // The leader's pidfd stood in for a thread's (no PIDFD_THREAD): a
+      // leader that has exited has no fd table (6.1 answers ESRCH, newer
+      // kernels EBADF), whatever fd is asked for.
+      Result<pid_t> tgid = thread_group_of(tid);
+      if (tgid && leader_exited(*tgid)) {
+        warnings_.once("leader-exited",
+                       "pid " + std::to_string(*tgid) +
+                           " goes on after its main thread exited; its "
+                           "sockets get no options from --strategy continue "
+                           "before Linux 6.9 (PIDFD_THREAD); --strategy "
+                           "emulate covers it");
+      }
+    }
+    if (err == EPERM) {
       warnings_.once("getfd",
                      "pidfd_getfd on pid " + std::to_string(req.pid) +
                          " refused (EPERM); its sockets get no options (a "

@@ -168,6 +168,11 @@ Result<pid_t> thread_group_of(pid_t tid) {
   return static_cast<pid_t>(tgid[0]);
 }
 
+bool leader_exited(pid_t tgid) {
+  Result<std::string> status = read_small_file(proc_path(tgid, "status"));
+  return status && status->find("\nState:\tZ") != std::string::npos;
+}
+
 Result<TaskPidfd> open_task_pidfd(pid_t tid) {
   if (pidfd_thread_works()) {
     int fd = sys::pidfd_open(tid, PIDFD_THREAD);

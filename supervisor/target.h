@@ -36,6 +36,12 @@ Result<Identity> task_identity(pid_t tid, pid_t* tgid = nullptr);
 // The thread group id of `tid`, from /proc/TID/status.
 Result<pid_t> thread_group_of(pid_t tid);
 
+// Whether thread group `tgid`'s leader has exited while other threads go
+// on (it is a zombie, /proc/TGID/status says "State:\tZ"): its pid then
+// has no fd table, and before Linux 6.9 (PIDFD_THREAD) no pidfd reaches
+// the table the other threads use.
+bool leader_exited(pid_t tgid);
+
 // Where a socket's creator sits, besides its credentials: its cgroups (a
 // socket takes the cgroup v2 path, which nft "socket cgroupv2" rules and
 // cgroup BPF programs judge, and the v1 net_cls classid and net_prio index
