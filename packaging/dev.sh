@@ -23,9 +23,11 @@ PACKAGES=(
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml nginx
 )
-# gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c).
+# gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c);
+# qemu and cpio, to run the kernel-bound suites inside Debian's own kernel,
+# where 32-bit code runs (tests/vm/).
 if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
-  PACKAGES+=(gcc-multilib)
+  PACKAGES+=(gcc-multilib qemu-system-x86 cpio)
 fi
 readonly PACKAGES
 # What the benchmark needs on top (gnuplot draws its chart).
@@ -183,6 +185,11 @@ demo() {
 
 run_tests() {
   build
+  # Debian's kernel for tests/vm (downloaded, not installed).
+  if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
+    "$REPO/tests/vm/fetch_kernel.sh" "$BUILD/vm-kernel" ||
+      log "no kernel for the VM tests: supervisor.vm.debian12_kernel skips"
+  fi
   timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
     ctest --test-dir "$BUILD" --output-on-failure --timeout 300 \
     -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
