@@ -12,7 +12,8 @@
 # and the named programs (tests/supervisor/PROGRAM), at the paths they were
 # built with, with the libraries ldd names. Exits 0 when every program
 # passed, 1 when one failed, 77 (skipped) when qemu or the kernel is
-# missing. Environment: SUPERVISE=FILE stands in for the build's
+# missing. Environment: REQUIRED="TEST..." names tests (as gtest prints
+# them) that must pass there, not skip; SUPERVISE=FILE stands in for the build's
 # supervisor (to see a test fail against another version); EXTRA="FILE..."
 # takes more programs along; SCRIPT=FILE appends shell commands to the
 # VM's run.
@@ -77,11 +78,13 @@ cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
 {
   echo '#!/bin/sh'
   echo 'mount -t proc proc /proc; mount -t sysfs sys /sys'
-  echo 'mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp'
+  # /tmp stays the initramfs's own (writable) directory: a build under
+  # /tmp lives there.
+  echo 'mount -t devtmpfs dev /dev; chmod 1777 /tmp'
   echo 'mkdir -p /sys/fs/cgroup; mount -t cgroup2 cgroup2 /sys/fs/cgroup'
   echo 'ip link set lo up'
   echo 'echo "vm: kernel $(uname -r)"'
-  echo "cd $build/tests/supervisor"
+  echo "cd $build/tests/supervisor || poweroff -f"
   echo 'status=0'
   for run in "${runs[@]}"; do
     echo "echo 'vm: running ${run}'"
@@ -101,4 +104,11 @@ timeout --kill-after=10 900 qemu-system-x86_64 -accel tcg -cpu max \
   -initrd "$work/initrd.gz" \
   -append "console=ttyS0 panic=-1 quiet rdinit=/init" </dev/null |
   tee "$work/console.log" | grep -v '^\s*$' || true
-grep -q 'vm: done status=0' "$work/console.log"
+grep -q 'vm: done status=0' "$work/console.log" || exit 1
+# A test that skipped inside the VM did not do what the VM is for.
+for name in ${REQUIRED:-}; do
+  grep -q "^\[       OK \] $name " "$work/console.log" || {
+    echo "run_in_vm.sh: $name did not pass inside the VM (skipped?)"
+    exit 1
+  }
+done
