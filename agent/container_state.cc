@@ -134,6 +134,11 @@ std::optional<Result<ContainerState>> StateReceiver::read_some(int sock) {
       return invalid("", "the runtime's message is larger than " +
                              std::to_string(kMaxStateBytes) + " bytes");
     }
+    // runc keeps the connection open after its message: a whole JSON
+    // document is the end of it.
+    if (json::accept(text_)) {
+      return parse_container_state(text_, std::move(fds_));
+    }
   }
 }
 

@@ -45,10 +45,10 @@ struct ContainerState {
 Result<ContainerState> parse_container_state(std::string_view json,
                                              std::vector<UniqueFd> fds);
 
-// Collects one runtime's message from a connection: the JSON text up to
-// the runtime's end of the connection (runc and crun close it after one
-// sendmsg, which a stream socket may deliver in pieces) and the fds that
-// came with it.
+// Collects one runtime's message from a connection: the JSON text, once it
+// is a whole document (runc keeps the connection open after its one
+// sendmsg, which a stream socket may deliver in pieces) or the runtime
+// closed its end, and the fds that came with it.
 class StateReceiver {
  public:
   // Reads what `sock` (nonblocking) has now. nullopt: the runtime has not

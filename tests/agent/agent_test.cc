@@ -15,7 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -162,8 +164,9 @@ TEST(ContainerStateTest, NamesTheContainerAndRefusesAnFdOfAnotherKind) {
 }
 
 // A stream socket may deliver the runtime's one sendmsg in pieces: the
-// state is whole only at the runtime's end of the connection.
-TEST(StateReceiverTest, WaitsForTheRuntimesEnd) {
+// state is taken once it is a whole JSON document, without waiting for
+// the runtime to close (runc does not).
+TEST(StateReceiverTest, WaitsForAWholeDocument) {
   int pair[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
   UniqueFd ours(pair[0]), theirs(pair[1]);
@@ -187,8 +190,6 @@ TEST(StateReceiverTest, WaitsForTheRuntimesEnd) {
   EXPECT_FALSE(receiver.read_some(ours.get()).has_value());
   ASSERT_EQ(write(theirs.get(), json.data() + 10, json.size() - 10),
             static_cast<ssize_t>(json.size() - 10));
-  EXPECT_FALSE(receiver.read_some(ours.get()).has_value());
-  theirs.reset();
   std::optional<Result<ContainerState>> got = receiver.read_some(ours.get());
   ASSERT_TRUE(got.has_value());
   ASSERT_TRUE(*got) << got->error().message();
@@ -297,6 +298,60 @@ TEST_F(AgentTest, ASocketPathTakenBySomethingElseIsRefused) {
   tests::Outcome o = tests::run({KEEPALIVE_AGENT, "--socket", taken});
   EXPECT_EQ(o.exit_code(), 1) << o;
   EXPECT_NE(o.err.find("not a socket"), std::string::npos) << o;
+}
+
+// ---- with runc -----------------------------------------------------------
+
+// A bundle whose root holds only the static raw_tcp helper, sharing the
+// host's network and pid namespaces (so that it reaches the test's
+// loopback server and its pid is the one sockopt_probe needs), with the
+// seccomp profile a user would write: connect() notifies the agent.
+TEST_F(AgentTest, RuncHandsTheAgentAContainerWhoseSocketGetsTheOptions) {
+  tests::Outcome found = tests::run({"runc", "--version"});
+  if (found.exit_code() != 0) {
+    GTEST_SKIP() << "runc is not installed (Debian: runc)";
+  }
+  std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "44"});
+  Listener server;
+
+  std::string bundle = path("bundle");
+  std::filesystem::create_directories(bundle + "/rootfs");
+  std::filesystem::copy_file(tests::raw_tcp_path(), bundle + "/rootfs/raw_tcp");
+  tests::Outcome spec = tests::run({"runc", "spec", "--bundle", bundle});
+  ASSERT_EQ(spec.exit_code(), 0) << spec;
+  nlohmann::json config;
+  std::ifstream(bundle + "/config.json") >> config;
+  config["process"]["terminal"] = false;
+  config["process"]["args"] = {"/raw_tcp", "connect",
+                               std::to_string(server.port())};
+  nlohmann::json kept = nlohmann::json::array();
+  for (const auto& ns : config["linux"]["namespaces"]) {
+    if (ns["type"] != "network" && ns["type"] != "pid") kept.push_back(ns);
+  }
+  config["linux"]["namespaces"] = kept;
+  config["linux"]["seccomp"] = {
+      {"defaultAction", "SCMP_ACT_ALLOW"},
+      {"listenerPath", socket_path()},
+      {"architectures", {"SCMP_ARCH_X86_64"}},
+      {"syscalls",
+       {{{"names", {"connect"}}, {"action", "SCMP_ACT_NOTIFY"}}}}};
+  std::ofstream(bundle + "/config.json") << config.dump(2);
+
+  Child container({"runc", "--root", path("runc-state"), "run", "--bundle",
+                   bundle, "keepalive-agent-test"});
+  std::optional<std::string> connected =
+      container.wait_line("connected", 20s);
+  ASSERT_TRUE(connected) << container.transcript() << agent->transcript();
+  pid_t pid = tests::word_as_int(*connected, 3);
+  std::string detail;
+  tests::Options options =
+      tests::probe_options(pid, server.port(), 5s, &detail);
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 44) << detail;
+  container.close_stdin();
+  EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
+  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
+              "keepalive-agent-test"});
 }
 
 }  // namespace
