@@ -32,6 +32,23 @@ using namespace std::chrono_literals;
 using tests::Child;
 using tests::Listener;
 
+// Sends `size` bytes of `data` on `sock` with `fd` in SCM_RIGHTS.
+ssize_t send_with_fd(int sock, const void* data, size_t size, int fd) {
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{const_cast<void*>(data), size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, 0);
+}
+
 // A real seccomp listener: a child installs a filter (trapping a call
 // nobody makes here) with a new listener and passes the fd up.
 UniqueFd make_listener() {
@@ -49,20 +66,8 @@ UniqueFd make_listener() {
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     int fd = static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                                       SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-    char control[CMSG_SPACE(sizeof(int))] = {};
     char byte = 0;
-    iovec iov{&byte, 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    _exit(fd >= 0 && sendmsg(pair[1], &msg, 0) == 1 ? 0 : 1);
+    _exit(fd >= 0 && send_with_fd(pair[1], &byte, 1, fd) == 1 ? 0 : 1);
   }
   close(pair[1]);
   char control[CMSG_SPACE(sizeof(int))] = {};
@@ -172,20 +177,7 @@ TEST(StateReceiverTest, WaitsForAWholeDocument) {
   UniqueFd ours(pair[0]), theirs(pair[1]);
   std::string json = state_json();
   UniqueFd listener = make_listener();
-  int fd = listener.get();
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{json.data(), 10};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  ASSERT_EQ(sendmsg(theirs.get(), &msg, 0), 10);
+  ASSERT_EQ(send_with_fd(theirs.get(), json.data(), 10, listener.get()), 10);
   StateReceiver receiver;
   EXPECT_FALSE(receiver.read_some(ours.get()).has_value());
   ASSERT_EQ(write(theirs.get(), json.data() + 10, json.size() - 10),
