@@ -66,7 +66,7 @@ struct Agent::Container {
 };
 
 Agent::Agent(asio::io_context& io, AgentOptions options)
-    : io_(io), options_(std::move(options)) {}
+    : io_(io), options_(std::move(options)), retry_(io) {}
 
 Agent::~Agent() = default;
 
@@ -114,8 +114,18 @@ void Agent::accept_next() {
       connection->socket,
       [this, connection](const boost::system::error_code& error) {
         if (error == asio::error::operation_aborted) return;
-        if (!error) read_state(connection);
-        accept_next();
+        if (!error) {
+          read_state(connection);
+          return accept_next();
+        }
+        // Out of descriptors or memory, say: try again in a while rather
+        // than spin on a failing accept.
+        warnings_.limited("accept", "accepting a runtime's connection: " +
+                                        error.message());
+        retry_.expires_after(std::chrono::milliseconds(100));
+        retry_.async_wait([this](const boost::system::error_code& e) {
+          if (!e) accept_next();
+        });
       });
 }
 

@@ -24,6 +24,7 @@
 #include "agent/container_state.h"
 #include "supervisor/error.h"
 #include "supervisor/listener.h"
+#include "supervisor/log.h"
 #include "supervisor/notification_handler.h"
 #include "supervisor/server.h"
 
@@ -64,6 +65,8 @@ class Agent {
   boost::asio::io_context& io_;
   AgentOptions options_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
+  boost::asio::steady_timer retry_;  // accepting again after a failure
+  Warnings warnings_;
   std::map<uint64_t, std::unique_ptr<Container>> containers_;
   uint64_t next_key_ = 1;
 };
