@@ -4,9 +4,16 @@
 #include <unistd.h>
 
 namespace keepalive {
+namespace {
+
+const char* g_prefix = "keepalive-supervise: ";
+
+}  // namespace
+
+void set_log_prefix(const char* prefix) { g_prefix = prefix; }
 
 void log_line(const std::string& text) {
-  std::string line = "keepalive-supervise: " + text + "\n";
+  std::string line = g_prefix + text + "\n";
   ssize_t ignored = write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;
 }
@@ -17,7 +24,7 @@ void log_line_noexcept(std::initializer_list<const char*> parts) noexcept {
   auto append = [&](const char* text) {
     while (*text != '\0' && length + 1 < sizeof line) line[length++] = *text++;
   };
-  append("keepalive-supervise: ");
+  append(g_prefix);
   for (const char* part : parts) append(part);
   line[length++] = '\n';
   ssize_t ignored = write(STDERR_FILENO, line, length);

@@ -10,7 +10,11 @@
 
 namespace keepalive {
 
-// Writes "keepalive-supervise: <text>\n" to stderr.
+// Sets what every line starts with ("keepalive-supervise: " unless set):
+// "keepalive-agent: " for the agent. `prefix` must outlive the process.
+void set_log_prefix(const char* prefix);
+
+// Writes "keepalive-supervise: <text>\n" (or the prefix set) to stderr.
 void log_line(const std::string& text);
 
 // The same for `parts`, joined, without allocating (truncated at 1 KiB):

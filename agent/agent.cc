@@ -1,0 +1,240 @@
+#include "agent/agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <string>
+#include <utility>
+
+#include "supervisor/log.h"
+
+namespace keepalive::agent {
+namespace {
+
+namespace asio = boost::asio;
+using Local = asio::local::stream_protocol;
+
+// How long a runtime may take to send its message.
+constexpr std::chrono::seconds kStateTimeout(5);
+
+std::string container_name(const ContainerState& state) {
+  return state.id.empty() ? "pid " + std::to_string(state.pid)
+                          : "container " + state.id;
+}
+
+// The directory of `path`, "." for a bare name.
+std::string directory_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+}  // namespace
+
+// A runtime's connection while its message arrives.
+struct Agent::Connection {
+  explicit Connection(asio::io_context& io) : socket(io), timer(io) {}
+  Local::socket socket;
+  asio::steady_timer timer;
+  StateReceiver receiver;
+  bool done = false;
+};
+
+// One container's listener, served until every task under its filter is
+// gone. `ready` watches a duplicate of the listener fd (Asio closes what
+// it holds; the listener closes its own).
+struct Agent::Container {
+  Container(asio::io_context& io, std::string name_, pid_t pid_,
+            std::unique_ptr<KernelListener> listener_,
+            const HandlerOptions& options, int ready_fd)
+      : name(std::move(name_)),
+        pid(pid_),
+        listener(std::move(listener_)),
+        server(*listener, options),
+        ready(io, ready_fd) {}
+  std::string name;
+  pid_t pid;
+  std::unique_ptr<KernelListener> listener;
+  Server server;
+  asio::posix::stream_descriptor ready;
+};
+
+Agent::Agent(asio::io_context& io, AgentOptions options)
+    : io_(io), options_(std::move(options)), retry_(io) {}
+
+Agent::~Agent() = default;
+
+Result<void> Agent::listen() {
+  const std::string& path = options_.socket_path;
+  std::string dir = directory_of(path);
+  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return errno_error("creating " + dir);
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return std::unexpected(
+          SysError{0, path + " exists and is not a socket"});
+    }
+    // A socket nobody accepts on is an earlier agent's: replace it. One
+    // that accepts belongs to a running agent: leave it.
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    Local::endpoint endpoint(path);
+    bool live = probe >= 0 &&
+                connect(probe, endpoint.data(), endpoint.size()) == 0;
+    if (probe >= 0) close(probe);
+    if (live) {
+      return std::unexpected(
+          SysError{0, path + ": another agent serves it"});
+    }
+    unlink(path.c_str());
+  }
+  try {
+    acceptor_ = std::make_unique<Local::acceptor>(io_);
+    acceptor_->open();
+    acceptor_->bind(Local::endpoint(path));
+    acceptor_->listen();
+  } catch (const std::exception& e) {
+    return std::unexpected(SysError{0, "listening on " + path + ": " + e.what()});
+  }
+  if (chmod(path.c_str(), 0660) != 0) return errno_error("chmod " + path);
+  accept_next();
+  return {};
+}
+
+void Agent::accept_next() {
+  auto connection = std::make_shared<Connection>(io_);
+  acceptor_->async_accept(
+      connection->socket,
+      [this, connection](const boost::system::error_code& error) {
+        if (error == asio::error::operation_aborted) return;
+        if (!error) {
+          read_state(connection);
+          return accept_next();
+        }
+        // Out of descriptors or memory, say: try again in a while rather
+        // than spin on a failing accept.
+        warnings_.limited("accept", "accepting a runtime's connection: " +
+                                        error.message());
+        retry_.expires_after(std::chrono::milliseconds(100));
+        retry_.async_wait([this](const boost::system::error_code& e) {
+          if (!e) accept_next();
+        });
+      });
+}
+
+void Agent::read_state(std::shared_ptr<Connection> connection) {
+  int fd = connection->socket.native_handle();
+  // Only root (or our own user) hands us a listener: anyone else could
+  // make us act on processes it names.
+  ucred peer{};
+  socklen_t length = sizeof peer;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
+      (peer.uid != 0 && peer.uid != geteuid())) {
+    log_line("refused a connection from uid " + std::to_string(peer.uid) +
+             " (pid " + std::to_string(peer.pid) +
+             "): only root may hand the agent a listener");
+    return;
+  }
+  connection->socket.non_blocking(true);
+  connection->timer.expires_after(kStateTimeout);
+  connection->timer.async_wait(
+      [connection](const boost::system::error_code& error) {
+        if (error || connection->done) return;
+        connection->done = true;
+        log_line("a runtime sent no complete message within 5 s; "
+                 "connection closed");
+        boost::system::error_code ignored;
+        connection->socket.close(ignored);
+      });
+  connection->socket.async_wait(
+      Local::socket::wait_read,
+      [this, connection](const boost::system::error_code& error) {
+        if (error || connection->done) return;
+        std::optional<Result<ContainerState>> got =
+            connection->receiver.read_some(
+                connection->socket.native_handle());
+        if (!got) return read_state(connection);  // more to come
+        connection->done = true;
+        connection->timer.cancel();
+        boost::system::error_code ignored;
+        connection->socket.close(ignored);
+        if (!*got) {
+          if (got->error().err != ENODATA) {
+            log_line("refused a runtime's message: " +
+                     got->error().message());
+          }
+          return;
+        }
+        serve(std::move(**got));
+      });
+}
+
+void Agent::serve(ContainerState state) {
+  std::string name = container_name(state);
+  int ready_fd = fcntl(state.listener.get(), F_DUPFD_CLOEXEC, 3);
+  if (ready_fd < 0) {
+    log_line(name + ": " + SysError{errno, "dup"}.message() +
+             "; its trapped calls fail with ENOSYS");
+    return;
+  }
+  Result<std::unique_ptr<KernelListener>> listener =
+      KernelListener::open(std::move(state.listener));
+  if (!listener) {
+    close(ready_fd);
+    log_line(name + ": " + listener.error().message() +
+             "; its trapped calls fail with ENOSYS");
+    return;
+  }
+  (*listener)->request_sync_wake_up();
+  uint64_t key = next_key_++;
+  containers_.emplace(key, std::make_unique<Container>(
+                               io_, name, state.pid, std::move(*listener),
+                               options_.handler, ready_fd));
+  if (options_.verbose) {
+    log_line(name + " (pid " + std::to_string(state.pid) + "): serving");
+  }
+  wait_calls(key);
+}
+
+void Agent::wait_calls(uint64_t key) {
+  auto it = containers_.find(key);
+  if (it == containers_.end()) return;
+  it->second->ready.async_wait(
+      asio::posix::stream_descriptor::wait_read,
+      [this, key](const boost::system::error_code& error) {
+        if (error == asio::error::operation_aborted) return;
+        on_ready(key);
+      });
+}
+
+void Agent::on_ready(uint64_t key) {
+  auto it = containers_.find(key);
+  if (it == containers_.end()) return;
+  Container& container = *it->second;
+  // The loop's readiness is edge-triggered: take every call queued now.
+  for (;;) {
+    pollfd fd{container.listener->fd(), POLLIN, 0};
+    if (poll(&fd, 1, 0) <= 0) break;
+    if (fd.revents & POLLIN) {
+      container.server.handle_one();
+      continue;
+    }
+    if (fd.revents & (POLLHUP | POLLERR)) {
+      // Every task under the filter is gone.
+      if (options_.verbose) log_line(container.name + ": done");
+      containers_.erase(it);
+      return;
+    }
+    break;
+  }
+  wait_calls(key);
+}
+
+}  // namespace keepalive::agent

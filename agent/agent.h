@@ -1,0 +1,74 @@
+// keepalive-agent's engine: one event loop that accepts OCI runtimes'
+// connections on a Unix socket, takes each container's seccomp listener
+// (container_state.h) and serves it with the supervisor's Server, until
+// the container's last task under the filter is gone.
+//
+// Everything runs on one thread: the accepting socket, each runtime's
+// connection and each listener's readiness are descriptors of one
+// Boost.Asio loop. A trapped call is answered in the loop's turn; the
+// answers make a few system calls each, so one thread serves many
+// containers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/container_state.h"
+#include "supervisor/error.h"
+#include "supervisor/listener.h"
+#include "supervisor/log.h"
+#include "supervisor/notification_handler.h"
+#include "supervisor/server.h"
+
+namespace keepalive::agent {
+
+struct AgentOptions {
+  std::string socket_path;
+  HandlerOptions handler;  // the node-wide settings, for every container
+  bool verbose = false;
+};
+
+class Agent {
+ public:
+  Agent(boost::asio::io_context& io, AgentOptions options);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Creates the socket (its directory 0750 if missing, the socket 0660,
+  // replacing a stale socket left by an earlier agent) and starts
+  // accepting. Fails, saying why, if the path is taken by something else
+  // or cannot be bound.
+  Result<void> listen();
+
+  // Containers being served now.
+  size_t containers() const { return containers_.size(); }
+
+ private:
+  struct Connection;
+  struct Container;
+
+  void accept_next();
+  void read_state(std::shared_ptr<Connection> connection);
+  void serve(ContainerState state);
+  void wait_calls(uint64_t key);
+  void on_ready(uint64_t key);
+
+  boost::asio::io_context& io_;
+  AgentOptions options_;
+  std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
+  boost::asio::steady_timer retry_;  // accepting again after a failure
+  Warnings warnings_;
+  std::map<uint64_t, std::unique_ptr<Container>> containers_;
+  uint64_t next_key_ = 1;
+};
+
+}  // namespace keepalive::agent

@@ -1,0 +1,145 @@
+#include "agent/container_state.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "common/quote.h"
+
+namespace keepalive::agent {
+namespace {
+
+using nlohmann::json;
+
+std::unexpected<SysError> invalid(const std::string& id,
+                                  const std::string& what) {
+  std::string where = id.empty() ? "" : "container " + id + ": ";
+  return std::unexpected(SysError{0, where + what});
+}
+
+// A field of the runtime's, quoted for a message (bounded, one line).
+std::string shown(std::string_view text) {
+  char quoted[kQuoteBufferSize];
+  quote_value(text.data(), text.size(), quoted, sizeof quoted);
+  return quoted;
+}
+
+}  // namespace
+
+bool is_seccomp_listener(int fd) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  char target[64];
+  ssize_t n = readlink(path, target, sizeof target - 1);
+  if (n < 0) return false;
+  target[n] = '\0';
+  return strcmp(target, "anon_inode:seccomp notify") == 0;
+}
+
+Result<ContainerState> parse_container_state(std::string_view text,
+                                             std::vector<UniqueFd> fds) {
+  json doc = json::parse(text.begin(), text.end(), nullptr,
+                         /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return invalid("", "the runtime's message is not a JSON object");
+  }
+  ContainerState state;
+  if (auto it = doc.find("state");
+      it != doc.end() && it->is_object() && it->contains("id") &&
+      (*it)["id"].is_string()) {
+    state.id = shown((*it)["id"].get<std::string>());
+  }
+  auto pid = doc.find("pid");
+  if (pid == doc.end() || !pid->is_number_integer() ||
+      pid->get<long long>() <= 0 || pid->get<long long>() > INT_MAX) {
+    return invalid(state.id, "\"pid\" is missing or not a process id");
+  }
+  state.pid = static_cast<pid_t>(pid->get<long long>());
+  if (auto it = doc.find("metadata"); it != doc.end()) {
+    if (!it->is_string()) return invalid(state.id, "\"metadata\" is not a string");
+    state.metadata = it->get<std::string>();
+  }
+  auto names = doc.find("fds");
+  if (names == doc.end() || !names->is_array()) {
+    return invalid(state.id, "\"fds\" is missing or not a list");
+  }
+  if (names->size() != fds.size()) {
+    return invalid(state.id, "\"fds\" names " + std::to_string(names->size()) +
+                                 " fds but the message carried " +
+                                 std::to_string(fds.size()));
+  }
+  for (size_t i = 0; i < fds.size(); ++i) {
+    if ((*names)[i].is_string() && (*names)[i] == "seccompFd") {
+      state.listener = std::move(fds[i]);
+      break;
+    }
+  }
+  if (!state.listener.valid()) {
+    return invalid(state.id, "no fd named \"seccompFd\"");
+  }
+  if (!is_seccomp_listener(state.listener.get())) {
+    return invalid(state.id, "the fd named \"seccompFd\" is not a seccomp "
+                             "listener");
+  }
+  return state;
+}
+
+std::optional<Result<ContainerState>> StateReceiver::read_some(int sock) {
+  for (;;) {
+    char buf[16 * 1024];
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(kMaxFds * sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::nullopt;
+    if (n < 0) return errno_error("receiving from the runtime");
+    // Whatever came, every fd is ours to close from here on.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
+         c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        fds_.emplace_back(fd);
+      }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+      return invalid("", "the runtime sent more than " +
+                             std::to_string(kMaxFds) + " fds");
+    }
+    if (fds_.size() > kMaxFds) {
+      return invalid("", "the runtime sent more than " +
+                             std::to_string(kMaxFds) + " fds");
+    }
+    if (n == 0) {
+      if (text_.empty() && fds_.empty()) {
+        return std::unexpected(SysError{ENODATA, "an empty connection"});
+      }
+      return parse_container_state(text_, std::move(fds_));
+    }
+    text_.append(buf, static_cast<size_t>(n));
+    if (text_.size() > kMaxStateBytes) {
+      return invalid("", "the runtime's message is larger than " +
+                             std::to_string(kMaxStateBytes) + " bytes");
+    }
+    // runc keeps the connection open after its message: a whole JSON
+    // document is the end of it.
+    if (json::accept(text_)) {
+      return parse_container_state(text_, std::move(fds_));
+    }
+  }
+}
+
+}  // namespace keepalive::agent

@@ -1,0 +1,198 @@
+// keepalive-agent: serves the seccomp listeners that OCI runtimes (runc,
+// crun, containerd, newer Docker) hand over for containers whose seccomp
+// profile names the agent's socket as its listenerPath, and puts the TCP
+// keepalive options on those containers' sockets.
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include "agent/agent.h"
+#include "common/quote.h"
+#include "common/settings.h"
+#include "supervisor/exit_codes.h"
+#include "supervisor/log.h"
+#include "supervisor/target.h"
+
+namespace keepalive::agent {
+namespace {
+
+constexpr char kDefaultSocket[] = "/run/keepalive/agent.sock";
+
+constexpr char kHelp[] =
+    "Usage: keepalive-agent [OPTION]...\n"
+    "Serve the seccomp listeners that OCI runtimes hand over for containers\n"
+    "whose seccomp profile names this agent's socket (listenerPath), and\n"
+    "give those containers' TCP sockets keepalive and TCP_USER_TIMEOUT. The\n"
+    "options go on each container's own socket at connect() or listen(),\n"
+    "which the profile traps (SCMP_ACT_NOTIFY).\n"
+    "\n"
+    "      --socket=PATH        where runtimes connect\n"
+    "                             (default /run/keepalive/agent.sock)\n"
+    "      --mode=MODE          socket (default): every TCP socket the\n"
+    "                             profile traps; connect: client sockets;\n"
+    "                             listen: server sockets\n"
+    "      --keepidle=S         TCP_KEEPIDLE (15)\n"
+    "      --keepcnt=N          TCP_KEEPCNT (9)\n"
+    "      --keepintvl=S        TCP_KEEPINTVL (15)\n"
+    "      --user-timeout=MS    TCP_USER_TIMEOUT; -1 derives it (default)\n"
+    "  -v, --debug              one line per container and per socket\n"
+    "  -h, --help               display this help and exit\n"
+    "      --version            output version information and exit\n"
+    "\n"
+    "The options also come from the environment, as for keepalive-supervise.\n"
+    "SIGTERM or SIGINT stops the agent; the trapped calls of containers it\n"
+    "served then fail with ENOSYS.\n"
+    "\n"
+    "Exit status: 0 stopped by a signal, 1 could not serve, 2 bad usage.\n";
+
+enum Key : int {
+  kSocket = 256,
+  kMode,
+  kKeepIdle,
+  kKeepCnt,
+  kKeepIntvl,
+  kUserTimeout,
+  kVersion,
+  kDebug = 'v',
+  kHelpKey = 'h',
+};
+
+constexpr option kOptions[] = {
+    {"socket", required_argument, nullptr, kSocket},
+    {"mode", required_argument, nullptr, kMode},
+    {"keepidle", required_argument, nullptr, kKeepIdle},
+    {"keepcnt", required_argument, nullptr, kKeepCnt},
+    {"keepintvl", required_argument, nullptr, kKeepIntvl},
+    {"user-timeout", required_argument, nullptr, kUserTimeout},
+    {"debug", no_argument, nullptr, kDebug},
+    {"help", no_argument, nullptr, kHelpKey},
+    {"version", no_argument, nullptr, kVersion},
+    {nullptr, 0, nullptr, 0},
+};
+
+const char* lookup_env(const char* name, void*) { return getenv(name); }
+
+std::string quoted(const char* word) {
+  char text[kQuoteBufferSize];
+  quote_value(word, strlen(word), text, sizeof text);
+  return std::string("'") + text + "'";
+}
+
+int usage(const std::string& what) {
+  log_line(what + " (see keepalive-agent --help)");
+  return kExitUsage;
+}
+
+int run(int argc, char** argv) {
+  AgentOptions options;
+  options.socket_path = kDefaultSocket;
+  Settings settings = parse_settings(lookup_env, nullptr, log_warning_sink,
+                                     nullptr);
+  Mode mode = Mode::kSocket;
+  bool verbose = settings.debug();
+  optind = 0;
+  opterr = 0;
+  for (;;) {
+    int word = optind == 0 ? 1 : optind;
+    int key = getopt_long(argc, argv, "+:hv", kOptions, nullptr);
+    if (key == -1) break;
+    switch (key) {
+      case kHelpKey:
+        fputs(kHelp, stdout);
+        return 0;
+      case kVersion:
+        fputs("keepalive-agent " KEEPALIVE_VERSION "\n", stdout);
+        return 0;
+      case kDebug:
+        verbose = true;
+        break;
+      case kSocket:
+        if (*optarg == '\0') return usage("--socket: empty path");
+        options.socket_path = optarg;
+        break;
+      case kMode:
+        if (strcmp(optarg, "socket") == 0) {
+          mode = Mode::kSocket;
+        } else if (strcmp(optarg, "connect") == 0) {
+          mode = Mode::kConnect;
+        } else if (strcmp(optarg, "listen") == 0) {
+          mode = Mode::kListen;
+        } else {
+          return usage("--mode: invalid value " + quoted(optarg) +
+                       " (expected socket, connect or listen)");
+        }
+        break;
+      case kKeepIdle:
+      case kKeepCnt:
+      case kKeepIntvl:
+      case kUserTimeout: {
+        Option option = key == kKeepIdle   ? Option::kKeepIdle
+                        : key == kKeepCnt  ? Option::kKeepCnt
+                        : key == kKeepIntvl ? Option::kKeepIntvl
+                                            : Option::kUserTimeout;
+        ParsedValue parsed = parse_option_value(option, optarg);
+        if (!parsed.ok) {
+          return usage(std::string(argv[word]) + ": invalid value " +
+                       quoted(optarg) + " (expected " + parsed.expected + ")");
+        }
+        settings = settings.with_value(option, parsed.value);
+        break;
+      }
+      case ':':
+        return usage(std::string("option ") + quoted(argv[word]) +
+                     " needs a value");
+      default:
+        return usage("unknown option " + quoted(argv[word]));
+    }
+  }
+  if (optind < argc) {
+    return usage("unexpected argument " + quoted(argv[optind]));
+  }
+
+  Result<Identity> own = own_identity();
+  if (!own) {
+    log_line(own.error().message());
+    return 1;
+  }
+  options.verbose = verbose;
+  options.handler = HandlerOptions{.settings = settings,
+                                   .mode = mode,
+                                   .verbose = verbose,
+                                   .own = *own,
+                                   .wait_killable_recv = true};
+  boost::asio::io_context io(1);
+  Agent agent(io, options);
+  if (Result<void> listening = agent.listen(); !listening) {
+    log_line(listening.error().message());
+    return 1;
+  }
+  boost::asio::signal_set stop(io, SIGTERM, SIGINT);
+  stop.async_wait([&io](const boost::system::error_code&, int) { io.stop(); });
+  signal(SIGPIPE, SIG_IGN);
+  log_line("listening on " + options.socket_path);
+  io.run();
+  return 0;
+}
+
+}  // namespace
+}  // namespace keepalive::agent
+
+int main(int argc, char** argv) {
+  keepalive::set_log_prefix("keepalive-agent: ");
+  try {
+    return keepalive::agent::run(argc, argv);
+  } catch (const std::exception& e) {
+    keepalive::log_line_noexcept({"internal error: ", e.what()});
+  } catch (...) {
+    keepalive::log_line_noexcept({"internal error: unknown exception"});
+  }
+  return 1;
+}

@@ -1,0 +1,350 @@
+// keepalive-agent: what a runtime's message must hold (container_state.h),
+// and the real agent serving a container handed over as runc does
+// (tests/helpers/oci_runtime), with the options read back from outside.
+#include <errno.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "agent/container_state.h"
+#include "tests/common/scratch_dir.h"
+#include "tests/supervisor/options_harness.h"
+
+namespace keepalive::agent {
+namespace {
+
+using namespace std::chrono_literals;
+using tests::Child;
+using tests::Listener;
+
+// Sends `size` bytes of `data` on `sock` with `fd` in SCM_RIGHTS.
+ssize_t send_with_fd(int sock, const void* data, size_t size, int fd) {
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{const_cast<void*>(data), size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, 0);
+}
+
+// A real seccomp listener: a child installs a filter (trapping a call
+// nobody makes here) with a new listener and passes the fd up.
+UniqueFd make_listener() {
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_acct, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog = {sizeof code / sizeof code[0], code};
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    int fd = static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
+    char byte = 0;
+    _exit(fd >= 0 && send_with_fd(pair[1], &byte, 1, fd) == 1 ? 0 : 1);
+  }
+  close(pair[1]);
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  char byte;
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  int fd = -1;
+  if (recvmsg(pair[0], &msg, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&msg)) {
+    memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
+  }
+  close(pair[0]);
+  waitpid(pid, nullptr, 0);
+  return UniqueFd(fd);
+}
+
+std::string state_json(const std::string& fds = "[\"seccompFd\"]",
+                       const std::string& id = "web") {
+  return "{\"ociVersion\":\"1.0.2\",\"fds\":" + fds +
+         ",\"pid\":4242,\"metadata\":\"--keepidle=30\",\"state\":{"
+         "\"ociVersion\":\"1.0.2\",\"id\":\"" + id +
+         "\",\"status\":\"creating\",\"pid\":4242,\"bundle\":\"/b\"}}";
+}
+
+std::vector<UniqueFd> one(UniqueFd fd) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  return fds;
+}
+
+bool is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
+
+TEST(ContainerStateTest, ReadsTheRuntimesState) {
+  UniqueFd listener = make_listener();
+  ASSERT_TRUE(listener.valid());
+  ASSERT_TRUE(is_seccomp_listener(listener.get()));
+  Result<ContainerState> state =
+      parse_container_state(state_json(), one(std::move(listener)));
+  ASSERT_TRUE(state) << state.error().message();
+  EXPECT_EQ(state->id, "web");
+  EXPECT_EQ(state->pid, 4242);
+  EXPECT_EQ(state->metadata, "--keepidle=30");
+  EXPECT_TRUE(is_seccomp_listener(state->listener.get()));
+}
+
+TEST(ContainerStateTest, TakesTheFdNamedSeccompFdAndClosesTheOthers) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  close(pipe_fds[1]);
+  int other = pipe_fds[0];
+  std::vector<UniqueFd> fds;
+  fds.emplace_back(other);
+  fds.push_back(make_listener());
+  Result<ContainerState> state = parse_container_state(
+      state_json("[\"other\",\"seccompFd\"]"), std::move(fds));
+  ASSERT_TRUE(state) << state.error().message();
+  EXPECT_TRUE(is_seccomp_listener(state->listener.get()));
+  EXPECT_FALSE(is_open(other));
+}
+
+TEST(ContainerStateTest, RefusesWhatIsNotAState) {
+  struct Case {
+    std::string json;
+    const char* says;
+  };
+  const Case cases[] = {
+      {"not json", "not a JSON object"},
+      {"[1,2]", "not a JSON object"},
+      {"{\"fds\":[\"seccompFd\"]}", "\"pid\""},
+      {"{\"pid\":-4,\"fds\":[\"seccompFd\"]}", "\"pid\""},
+      {"{\"pid\":4,\"fds\":\"seccompFd\"}", "\"fds\""},
+      {state_json("[\"seccompFd\",\"extra\"]"), "names 2 fds"},
+      {state_json("[\"notTheOne\"]"), "no fd named"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.json);
+    Result<ContainerState> state =
+        parse_container_state(c.json, one(make_listener()));
+    ASSERT_FALSE(state);
+    EXPECT_NE(state.error().message().find(c.says), std::string::npos)
+        << state.error().message();
+  }
+}
+
+TEST(ContainerStateTest, NamesTheContainerAndRefusesAnFdOfAnotherKind) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  close(pipe_fds[1]);
+  Result<ContainerState> state =
+      parse_container_state(state_json(), one(UniqueFd(pipe_fds[0])));
+  ASSERT_FALSE(state);
+  EXPECT_NE(state.error().message().find("container web"), std::string::npos);
+  EXPECT_NE(state.error().message().find("not a seccomp listener"),
+            std::string::npos)
+      << state.error().message();
+}
+
+// A stream socket may deliver the runtime's one sendmsg in pieces: the
+// state is taken once it is a whole JSON document, without waiting for
+// the runtime to close (runc does not).
+TEST(StateReceiverTest, WaitsForAWholeDocument) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  std::string json = state_json();
+  UniqueFd listener = make_listener();
+  ASSERT_EQ(send_with_fd(theirs.get(), json.data(), 10, listener.get()), 10);
+  StateReceiver receiver;
+  EXPECT_FALSE(receiver.read_some(ours.get()).has_value());
+  ASSERT_EQ(write(theirs.get(), json.data() + 10, json.size() - 10),
+            static_cast<ssize_t>(json.size() - 10));
+  std::optional<Result<ContainerState>> got = receiver.read_some(ours.get());
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(*got) << got->error().message();
+  EXPECT_EQ((*got)->id, "web");
+}
+
+TEST(StateReceiverTest, RefusesAHugeMessage) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  fcntl(theirs.get(), F_SETFL, O_NONBLOCK);
+  StateReceiver receiver;
+  std::string chunk(4096, ' ');
+  std::optional<Result<ContainerState>> got;
+  for (int i = 0; i < 64 && !got; ++i) {
+    ASSERT_GT(write(theirs.get(), chunk.data(), chunk.size()), 0);
+    got = receiver.read_some(ours.get());
+  }
+  ASSERT_TRUE(got.has_value()) << "never refused";
+  ASSERT_FALSE(*got);
+  EXPECT_NE(got->error().message().find("larger than"), std::string::npos);
+}
+
+// ---- the real agent ------------------------------------------------------
+
+class AgentTest : public tests::ScratchDirTest {
+ protected:
+  std::string socket_path() const { return path("run/agent.sock"); }
+
+  // Starts the agent and waits until it listens.
+  std::unique_ptr<Child> start_agent(std::vector<std::string> flags) {
+    std::vector<std::string> argv = {KEEPALIVE_AGENT, "--socket",
+                                     socket_path()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto agent = std::make_unique<Child>(argv);
+    EXPECT_TRUE(agent->wait_for_output("listening on", 10s))
+        << agent->transcript();
+    return agent;
+  }
+};
+
+TEST_F(AgentTest, AContainerHandedOverGetsTheOptionsOnItsSocket) {
+  std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "33"});
+  Listener server;
+  Child target({KEEPALIVE_OCI_RUNTIME, socket_path(), "web", "--",
+                tests::raw_tcp_path(), "connect",
+                std::to_string(server.port())});
+  std::optional<std::string> connected = target.wait_line("connected", 10s);
+  ASSERT_TRUE(connected) << target.transcript() << agent->transcript();
+  std::string detail;
+  tests::Options options =
+      tests::probe_options(target.pid(), server.port(), 5s, &detail);
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 33) << detail;
+  target.close_stdin();
+  EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+  EXPECT_TRUE(agent->wait_for_output("container web: done", 10s))
+      << agent->transcript();
+  agent->signal_group(SIGTERM);
+  EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
+}
+
+TEST_F(AgentTest, AHostileMessageIsRefusedAndOthersAreStillServed) {
+  std::unique_ptr<Child> agent = start_agent({});
+  {
+    UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path().c_str());
+    ASSERT_EQ(connect(sock.get(), reinterpret_cast<sockaddr*>(&addr),
+                      sizeof addr),
+              0);
+    const char garbage[] = "{\"pid\": \"\n\x01 not a state";
+    ASSERT_GT(write(sock.get(), garbage, sizeof garbage - 1), 0);
+  }
+  EXPECT_TRUE(agent->wait_for_output("refused a runtime's message", 10s))
+      << agent->transcript();
+
+  Listener server;
+  Child target({KEEPALIVE_OCI_RUNTIME, socket_path(), "next", "--",
+                tests::raw_tcp_path(), "connect",
+                std::to_string(server.port())});
+  ASSERT_TRUE(target.wait_line("connected", 10s))
+      << target.transcript() << agent->transcript();
+  tests::Options options = tests::probe_options(target.pid(), server.port());
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1);
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 15);
+  // One line for the bad message.
+  size_t first = agent->err().find("refused");
+  EXPECT_EQ(agent->err().find("refused", first + 1), std::string::npos)
+      << agent->transcript();
+}
+
+TEST_F(AgentTest, BadUsageIsOneLineAndExit2) {
+  tests::Outcome o = tests::run({KEEPALIVE_AGENT, "--keepidle", "abc"});
+  EXPECT_EQ(o.exit_code(), 2) << o;
+  EXPECT_EQ(o.err_lines().size(), 1u) << o;
+  EXPECT_NE(o.err.find("--keepidle"), std::string::npos) << o;
+  o = tests::run({KEEPALIVE_AGENT, "stray"});
+  EXPECT_EQ(o.exit_code(), 2) << o;
+}
+
+TEST_F(AgentTest, ASocketPathTakenBySomethingElseIsRefused) {
+  std::string taken = path("file");
+  { std::ofstream(taken) << "x"; }
+  tests::Outcome o = tests::run({KEEPALIVE_AGENT, "--socket", taken});
+  EXPECT_EQ(o.exit_code(), 1) << o;
+  EXPECT_NE(o.err.find("not a socket"), std::string::npos) << o;
+}
+
+// ---- with runc -----------------------------------------------------------
+
+// A bundle whose root holds only the static raw_tcp helper, sharing the
+// host's network and pid namespaces (so that it reaches the test's
+// loopback server and its pid is the one sockopt_probe needs), with the
+// seccomp profile a user would write: connect() notifies the agent.
+TEST_F(AgentTest, RuncHandsTheAgentAContainerWhoseSocketGetsTheOptions) {
+  tests::Outcome found = tests::run({"runc", "--version"});
+  if (found.exit_code() != 0) {
+    GTEST_SKIP() << "runc is not installed (Debian: runc)";
+  }
+  std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "44"});
+  Listener server;
+
+  std::string bundle = path("bundle");
+  std::filesystem::create_directories(bundle + "/rootfs");
+  std::filesystem::copy_file(tests::raw_tcp_path(), bundle + "/rootfs/raw_tcp");
+  tests::Outcome spec = tests::run({"runc", "spec", "--bundle", bundle});
+  ASSERT_EQ(spec.exit_code(), 0) << spec;
+  nlohmann::json config;
+  std::ifstream(bundle + "/config.json") >> config;
+  config["process"]["terminal"] = false;
+  config["process"]["args"] = {"/raw_tcp", "connect",
+                               std::to_string(server.port())};
+  nlohmann::json kept = nlohmann::json::array();
+  for (const auto& ns : config["linux"]["namespaces"]) {
+    if (ns["type"] != "network" && ns["type"] != "pid") kept.push_back(ns);
+  }
+  config["linux"]["namespaces"] = kept;
+  config["linux"]["seccomp"] = {
+      {"defaultAction", "SCMP_ACT_ALLOW"},
+      {"listenerPath", socket_path()},
+      {"architectures", {"SCMP_ARCH_X86_64"}},
+      {"syscalls",
+       {{{"names", {"connect"}}, {"action", "SCMP_ACT_NOTIFY"}}}}};
+  std::ofstream(bundle + "/config.json") << config.dump(2);
+
+  Child container({"runc", "--root", path("runc-state"), "run", "--bundle",
+                   bundle, "keepalive-agent-test"});
+  std::optional<std::string> connected =
+      container.wait_line("connected", 20s);
+  ASSERT_TRUE(connected) << container.transcript() << agent->transcript();
+  pid_t pid = tests::word_as_int(*connected, 3);
+  std::string detail;
+  tests::Options options =
+      tests::probe_options(pid, server.port(), 5s, &detail);
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 44) << detail;
+  container.close_stdin();
+  EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
+  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
+              "keepalive-agent-test"});
+}
+
+}  // namespace
+}  // namespace keepalive::agent
