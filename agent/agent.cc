@@ -185,7 +185,7 @@ void Agent::serve(ContainerState state) {
     return;
   }
   Result<std::unique_ptr<KernelListener>> listener =
-      KernelListener::open(std::move(state.listener));
+      KernelListener::open(state.listener);
   if (!listener) {
     close(ready_fd);
     log_line(name + ": " + listener.error().message() +

@@ -132,7 +132,7 @@ Probe probe_supervision() {
                          .own = *own,
                          .wait_killable_recv = launched->wait_killable_recv};
   Result<std::unique_ptr<KernelListener>> listener =
-      KernelListener::open(std::move(launched->listener));
+      KernelListener::open(launched->listener);
   if (!listener) {
     probe.launch_error = listener.error().message();
   } else {

@@ -13,7 +13,7 @@
 
 namespace keepalive {
 
-Result<std::unique_ptr<KernelListener>> KernelListener::open(UniqueFd fd) {
+Result<std::unique_ptr<KernelListener>> KernelListener::open(UniqueFd& fd) {
   seccomp_notif_sizes sizes{};
   if (sys::seccomp_notif_sizes(&sizes) != 0) {
     return errno_error("seccomp(SECCOMP_GET_NOTIF_SIZES)");

@@ -52,8 +52,10 @@ class KernelListener final : public Listener {
  public:
   // Takes `fd`, a listener from SECCOMP_FILTER_FLAG_NEW_LISTENER, and
   // allocates its buffers at the kernel's sizes (never sizeof: newer
-  // kernels may grow them). Fails, saying why, if they cannot be had.
-  static Result<std::unique_ptr<KernelListener>> open(UniqueFd fd);
+  // kernels may grow them). Fails, saying why, if they cannot be had, and
+  // then leaves `fd` with the caller: closing it would make the target's
+  // trapped calls fail with ENOSYS before the caller can stop it.
+  static Result<std::unique_ptr<KernelListener>> open(UniqueFd& fd);
   ~KernelListener() override;
 
   int fd() const override { return fd_.get(); }

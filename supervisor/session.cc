@@ -114,11 +114,13 @@ Session::Session(asio::io_context& io, Launched launched, UniqueFd signals,
       serving_(serving) {
   if (launched.listener.valid()) {
     Result<std::unique_ptr<KernelListener>> listener =
-        KernelListener::open(std::move(launched.listener));
+        KernelListener::open(launched.listener);
     if (!listener) {
       // The child waits in its first trapped call, if any, for an answer
-      // nobody can give: run() kills it.
+      // nobody can give, until run() kills it; the listener stays open
+      // till then, so that no call fails with ENOSYS meanwhile.
       listener_error_ = listener.error().message();
+      unserved_ = std::move(launched.listener);
       return;
     }
     listener_ = std::move(*listener);

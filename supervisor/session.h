@@ -113,6 +113,7 @@ class Session {
   std::unique_ptr<KernelListener> listener_;
   std::unique_ptr<Server> server_;
   std::string listener_error_;  // why the listener could not be served
+  UniqueFd unserved_;           // that listener, held until the child dies
   ServingThread& serving_;
   std::optional<int> status_;
 };
