@@ -137,22 +137,29 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
   socklen_t length = sizeof peer;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
       (peer.uid != 0 && peer.uid != geteuid())) {
-    log_line("refused a connection from uid " + std::to_string(peer.uid) +
-             " (pid " + std::to_string(peer.pid) +
-             "): only root may hand the agent a listener");
+    warnings_.limited("peer", "refused a connection from uid " +
+                                  std::to_string(peer.uid) + " (pid " +
+                                  std::to_string(peer.pid) +
+                                  "): only root may hand the agent a "
+                                  "listener");
     return;
   }
   connection->socket.non_blocking(true);
+  // One deadline for the whole message, however it trickles in.
   connection->timer.expires_after(kStateTimeout);
   connection->timer.async_wait(
-      [connection](const boost::system::error_code& error) {
+      [this, connection](const boost::system::error_code& error) {
         if (error || connection->done) return;
         connection->done = true;
-        log_line("a runtime sent no complete message within 5 s; "
-                 "connection closed");
+        warnings_.limited("slow", "a runtime sent no complete message "
+                                  "within 5 s; connection closed");
         boost::system::error_code ignored;
         connection->socket.close(ignored);
       });
+  wait_state(std::move(connection));
+}
+
+void Agent::wait_state(std::shared_ptr<Connection> connection) {
   connection->socket.async_wait(
       Local::socket::wait_read,
       [this, connection](const boost::system::error_code& error) {
@@ -160,15 +167,15 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
         std::optional<Result<ContainerState>> got =
             connection->receiver.read_some(
                 connection->socket.native_handle());
-        if (!got) return read_state(connection);  // more to come
+        if (!got) return wait_state(connection);  // more to come
         connection->done = true;
         connection->timer.cancel();
         boost::system::error_code ignored;
         connection->socket.close(ignored);
         if (!*got) {
           if (got->error().err != ENODATA) {
-            log_line("refused a runtime's message: " +
-                     got->error().message());
+            warnings_.limited("message", "refused a runtime's message: " +
+                                             got->error().message());
           }
           return;
         }

@@ -57,7 +57,10 @@ class Agent {
   struct Container;
 
   void accept_next();
+  // Checks the peer and starts the message's deadline.
   void read_state(std::shared_ptr<Connection> connection);
+  // Reads what has come whenever the connection is readable.
+  void wait_state(std::shared_ptr<Connection> connection);
   void serve(ContainerState state);
   void wait_calls(uint64_t key);
   void on_ready(uint64_t key);

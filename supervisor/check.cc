@@ -135,6 +135,9 @@ Probe probe_supervision() {
       KernelListener::open(launched->listener);
   if (!listener) {
     probe.launch_error = listener.error().message();
+    // Unanswered, the probe target's socket() fails with ENOSYS and it
+    // exits: nothing waits for it forever.
+    launched->listener.reset();
   } else {
     Server server(**listener, std::move(options));
     pollfd p{(*listener)->fd(), POLLIN, 0};

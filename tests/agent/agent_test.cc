@@ -3,6 +3,7 @@
 // (tests/helpers/oci_runtime), with the options read back from outside.
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -273,6 +274,35 @@ TEST_F(AgentTest, AHostileMessageIsRefusedAndOthersAreStillServed) {
   size_t first = agent->err().find("refused");
   EXPECT_EQ(agent->err().find("refused", first + 1), std::string::npos)
       << agent->transcript();
+}
+
+// A runtime that trickles its message in keeps no connection beyond the
+// one deadline: more bytes do not buy more time.
+TEST_F(AgentTest, ASlowSenderIsCutOffAtTheDeadline) {
+  std::unique_ptr<Child> agent = start_agent({});
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path().c_str());
+  ASSERT_EQ(
+      connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (int i = 0; i < 9 && !closed; ++i) {
+    // A byte a second; the agent hangs up after 5 s in all.
+    if (write(sock.get(), " ", 1) != 1) closed = true;
+    pollfd fd{sock.get(), POLLIN, 0};
+    if (poll(&fd, 1, 1000) == 1) {
+      char byte;
+      closed = read(sock.get(), &byte, 1) <= 0;
+    }
+  }
+  double seconds = std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count();
+  EXPECT_TRUE(closed) << "still open after " << seconds << " s";
+  EXPECT_LT(seconds, 7.5);
+  EXPECT_TRUE(agent->wait_for_output("within 5 s", 5s)) << agent->transcript();
 }
 
 TEST_F(AgentTest, BadUsageIsOneLineAndExit2) {
