@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/post.hpp>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -50,16 +49,14 @@ struct Agent::Connection {
 // gone. `ready` watches a duplicate of the listener fd (Asio closes what
 // it holds; the listener closes its own).
 struct Agent::Container {
-  Container(asio::io_context& io, std::string name_, pid_t pid_,
+  Container(asio::io_context& io, std::string name_,
             std::unique_ptr<KernelListener> listener_,
             const HandlerOptions& options, int ready_fd)
       : name(std::move(name_)),
-        pid(pid_),
         listener(std::move(listener_)),
         server(*listener, options),
         ready(io, ready_fd) {}
   std::string name;
-  pid_t pid;
   std::unique_ptr<KernelListener> listener;
   Server server;
   asio::posix::stream_descriptor ready;
@@ -202,9 +199,9 @@ void Agent::serve(ContainerState state) {
   (*listener)->request_sync_wake_up();
   uint64_t key = next_key_++;
   containers_.emplace(key, std::make_unique<Container>(
-                               io_, name, state.pid, std::move(*listener),
+                               io_, name, std::move(*listener),
                                options_.handler, ready_fd));
-  if (options_.verbose) {
+  if (options_.handler.verbose) {
     log_line(name + " (pid " + std::to_string(state.pid) + "): serving");
   }
   wait_calls(key);
@@ -235,7 +232,7 @@ void Agent::on_ready(uint64_t key) {
     }
     if (fd.revents & (POLLHUP | POLLERR)) {
       // Every task under the filter is gone.
-      if (options_.verbose) log_line(container.name + ": done");
+      if (options_.handler.verbose) log_line(container.name + ": done");
       containers_.erase(it);
       return;
     }

@@ -32,8 +32,7 @@ namespace keepalive::agent {
 
 struct AgentOptions {
   std::string socket_path;
-  HandlerOptions handler;  // the node-wide settings, for every container
-  bool verbose = false;
+  HandlerOptions handler;  // the node-wide settings and -v, for every container
 };
 
 class Agent {
@@ -48,9 +47,6 @@ class Agent {
   // accepting. Fails, saying why, if the path is taken by something else
   // or cannot be bound.
   Result<void> listen();
-
-  // Containers being served now.
-  size_t containers() const { return containers_.size(); }
 
  private:
   struct Connection;

@@ -162,7 +162,6 @@ int run(int argc, char** argv) {
     log_line(own.error().message());
     return 1;
   }
-  options.verbose = verbose;
   options.handler = HandlerOptions{.settings = settings,
                                    .mode = mode,
                                    .verbose = verbose,

@@ -212,6 +212,22 @@ class AgentTest : public tests::ScratchDirTest {
  protected:
   std::string socket_path() const { return path("run/agent.sock"); }
 
+  // A connection to the agent's socket, as a runtime makes one; invalid
+  // (after a failure) if it cannot be made.
+  UniqueFd connect_to_agent() const {
+    UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s",
+             socket_path().c_str());
+    if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr),
+                sizeof addr) != 0) {
+      ADD_FAILURE() << "connect " << socket_path() << ": " << strerror(errno);
+      return {};
+    }
+    return sock;
+  }
+
   // Starts the agent and waits until it listens.
   std::unique_ptr<Child> start_agent(std::vector<std::string> flags) {
     std::vector<std::string> argv = {KEEPALIVE_AGENT, "--socket",
@@ -248,13 +264,8 @@ TEST_F(AgentTest, AContainerHandedOverGetsTheOptionsOnItsSocket) {
 TEST_F(AgentTest, AHostileMessageIsRefusedAndOthersAreStillServed) {
   std::unique_ptr<Child> agent = start_agent({});
   {
-    UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path().c_str());
-    ASSERT_EQ(connect(sock.get(), reinterpret_cast<sockaddr*>(&addr),
-                      sizeof addr),
-              0);
+    UniqueFd sock = connect_to_agent();
+    ASSERT_TRUE(sock.valid());
     const char garbage[] = "{\"pid\": \"\n\x01 not a state";
     ASSERT_GT(write(sock.get(), garbage, sizeof garbage - 1), 0);
   }
@@ -280,12 +291,8 @@ TEST_F(AgentTest, AHostileMessageIsRefusedAndOthersAreStillServed) {
 // one deadline: more bytes do not buy more time.
 TEST_F(AgentTest, ASlowSenderIsCutOffAtTheDeadline) {
   std::unique_ptr<Child> agent = start_agent({});
-  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path().c_str());
-  ASSERT_EQ(
-      connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  UniqueFd sock = connect_to_agent();
+  ASSERT_TRUE(sock.valid());
   auto start = std::chrono::steady_clock::now();
   bool closed = false;
   for (int i = 0; i < 9 && !closed; ++i) {
