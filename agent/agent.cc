@@ -27,6 +27,18 @@ std::string container_name(const ContainerState& state) {
                           : "container " + state.id;
 }
 
+// "mode connect, keepidle 30 ...": what a container gets, for -v.
+std::string describe(const HandlerOptions& handler) {
+  if (!handler.settings.enabled()) return "no options";
+  std::string text = std::string("mode ") + mode_name(handler.mode);
+  for (const SettingFlag& flag : kSettingFlags) {
+    int value = handler.settings.value(flag.option);
+    if (value == 0) continue;
+    text += std::string(", ") + flag.name + " " + std::to_string(value);
+  }
+  return text;
+}
+
 // The directory of `path`, "." for a bare name.
 std::string directory_of(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -35,6 +47,19 @@ std::string directory_of(const std::string& path) {
 }
 
 }  // namespace
+
+std::expected<WorkloadOptions, std::string> container_options(
+    const ContainerState& state, const WorkloadOptions& node) {
+  auto options = parse_option_words(state.metadata, node);
+  if (!options) return std::unexpected("listenerMetadata: " + options.error());
+  if (!state.annotation) return options;
+  auto annotated = parse_option_words(*state.annotation, *options);
+  if (!annotated) {
+    return std::unexpected(std::string("annotation ") + kOptionsAnnotation +
+                           ": " + annotated.error());
+  }
+  return annotated;
+}
 
 // A runtime's connection while its message arrives.
 struct Agent::Connection {
@@ -197,12 +222,25 @@ void Agent::serve(ContainerState state) {
     return;
   }
   (*listener)->request_sync_wake_up();
+  HandlerOptions handler = options_.handler;
+  auto own = container_options(
+      state, WorkloadOptions{.settings = handler.settings, .mode = handler.mode});
+  if (own) {
+    handler.settings = own->settings;
+    handler.mode = own->mode;
+  } else {
+    if (options_.strict) handler.settings = handler.settings.with_enabled(false);
+    log_line(name + ": " + own.error() +
+             (options_.strict ? "; its sockets get no options (--strict)"
+                              : "; it gets the node's settings"));
+  }
   uint64_t key = next_key_++;
   containers_.emplace(key, std::make_unique<Container>(
-                               io_, name, std::move(*listener),
-                               options_.handler, ready_fd));
+                               io_, name, std::move(*listener), handler,
+                               ready_fd));
   if (options_.handler.verbose) {
-    log_line(name + " (pid " + std::to_string(state.pid) + "): serving");
+    log_line(name + " (pid " + std::to_string(state.pid) + "): serving, " +
+             describe(handler));
   }
   wait_calls(key);
 }

@@ -17,6 +17,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <expected>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,13 +28,23 @@
 #include "supervisor/log.h"
 #include "supervisor/notification_handler.h"
 #include "supervisor/server.h"
+#include "supervisor/setting_flags.h"
 
 namespace keepalive::agent {
 
 struct AgentOptions {
   std::string socket_path;
   HandlerOptions handler;  // the node-wide settings and -v, for every container
+  // A container whose own settings are invalid gets no options, instead of
+  // the node's.
+  bool strict = false;
 };
+
+// The options for the container of `state`: `node`'s, then its profile's
+// listenerMetadata over them, then its annotation over those. A bad word
+// in either fails, with a message naming where it was.
+std::expected<WorkloadOptions, std::string> container_options(
+    const ContainerState& state, const WorkloadOptions& node);
 
 class Agent {
  public:

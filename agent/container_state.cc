@@ -55,6 +55,18 @@ Result<ContainerState> parse_container_state(std::string_view text,
       (*it)["id"].is_string()) {
     state.id = shown((*it)["id"].get<std::string>());
   }
+  if (auto it = doc.find("state"); it != doc.end() && it->is_object()) {
+    auto annotations = it->find("annotations");
+    if (annotations != it->end() && annotations->is_object()) {
+      auto options = annotations->find(kOptionsAnnotation);
+      if (options != annotations->end()) {
+        // Not a string: its JSON text, which the options check refuses
+        // with the rest of the container's settings.
+        state.annotation = options->is_string() ? options->get<std::string>()
+                                                : options->dump();
+      }
+    }
+  }
   auto pid = doc.find("pid");
   if (pid == doc.end() || !pid->is_number_integer() ||
       pid->get<long long>() <= 0 || pid->get<long long>() > INT_MAX) {
@@ -62,8 +74,9 @@ Result<ContainerState> parse_container_state(std::string_view text,
   }
   state.pid = static_cast<pid_t>(pid->get<long long>());
   if (auto it = doc.find("metadata"); it != doc.end()) {
-    if (!it->is_string()) return invalid(state.id, "\"metadata\" is not a string");
-    state.metadata = it->get<std::string>();
+    // Not a string: its JSON text, refused by the options check, which
+    // leaves the container served with the node's settings.
+    state.metadata = it->is_string() ? it->get<std::string>() : it->dump();
   }
   auto names = doc.find("fds");
   if (names == doc.end() || !names->is_array()) {

@@ -34,8 +34,13 @@ struct ContainerState {
   std::string id;        // state.id; empty if absent
   pid_t pid = 0;         // the container's process, in our pid namespace
   std::string metadata;  // the profile's listenerMetadata
+  // state.annotations["org.keepalive.options"], where the runtime passes it
+  std::optional<std::string> annotation;
   UniqueFd listener;     // the seccomp notification fd ("seccompFd")
 };
+
+// The annotation that carries a container's own options.
+inline constexpr char kOptionsAnnotation[] = "org.keepalive.options";
 
 // Parses `json` and takes the fd named "seccompFd" from `fds` (received
 // in the order "fds" names them); the other fds are closed. Fails, saying

@@ -13,12 +13,13 @@
 #include <exception>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/agent.h"
-#include "common/quote.h"
 #include "common/settings.h"
 #include "supervisor/exit_codes.h"
 #include "supervisor/log.h"
+#include "supervisor/setting_flags.h"
 #include "supervisor/target.h"
 
 namespace keepalive::agent {
@@ -36,18 +37,22 @@ constexpr char kHelp[] =
     "\n"
     "      --socket=PATH        where runtimes connect\n"
     "                             (default /run/keepalive/agent.sock)\n"
+    "\n"
+    "Node-wide settings (a container's own come from its profile's\n"
+    "listenerMetadata and then its annotation org.keepalive.options, in the\n"
+    "same syntax, e.g. \"--keepidle=30 --mode=connect\"):\n"
     "      --mode=MODE          socket (default): every TCP socket the\n"
     "                             profile traps; connect: client sockets;\n"
     "                             listen: server sockets\n"
-    "      --keepidle=S         TCP_KEEPIDLE (15)\n"
-    "      --keepcnt=N          TCP_KEEPCNT (9)\n"
-    "      --keepintvl=S        TCP_KEEPINTVL (15)\n"
-    "      --user-timeout=MS    TCP_USER_TIMEOUT; -1 derives it (default)\n"
+    KEEPALIVE_SETTING_FLAGS_HELP
+    "      --strict             a container whose own settings are invalid\n"
+    "                             gets no options (by default: the node's)\n"
+    "\n"
     "  -v, --debug              one line per container and per socket\n"
     "  -h, --help               display this help and exit\n"
     "      --version            output version information and exit\n"
     "\n"
-    "The options also come from the environment, as for keepalive-supervise.\n"
+    "The settings also come from the environment, as for keepalive-supervise.\n"
     "SIGTERM or SIGINT stops the agent; the trapped calls of containers it\n"
     "served then fail with ENOSYS.\n"
     "\n"
@@ -56,35 +61,32 @@ constexpr char kHelp[] =
 enum Key : int {
   kSocket = 256,
   kMode,
-  kKeepIdle,
-  kKeepCnt,
-  kKeepIntvl,
-  kUserTimeout,
+  kStrict,
   kVersion,
+  kSetting,  // kSetting + i: kSettingFlags[i]
   kDebug = 'v',
   kHelpKey = 'h',
 };
 
-constexpr option kOptions[] = {
-    {"socket", required_argument, nullptr, kSocket},
-    {"mode", required_argument, nullptr, kMode},
-    {"keepidle", required_argument, nullptr, kKeepIdle},
-    {"keepcnt", required_argument, nullptr, kKeepCnt},
-    {"keepintvl", required_argument, nullptr, kKeepIntvl},
-    {"user-timeout", required_argument, nullptr, kUserTimeout},
-    {"debug", no_argument, nullptr, kDebug},
-    {"help", no_argument, nullptr, kHelpKey},
-    {"version", no_argument, nullptr, kVersion},
-    {nullptr, 0, nullptr, 0},
-};
+// getopt_long's table: ours, then one entry per setting flag.
+std::vector<option> long_options() {
+  std::vector<option> options = {
+      {"socket", required_argument, nullptr, kSocket},
+      {"mode", required_argument, nullptr, kMode},
+      {"strict", no_argument, nullptr, kStrict},
+      {"debug", no_argument, nullptr, kDebug},
+      {"help", no_argument, nullptr, kHelpKey},
+      {"version", no_argument, nullptr, kVersion},
+  };
+  int i = 0;
+  for (const SettingFlag& flag : kSettingFlags) {
+    options.push_back({flag.name, required_argument, nullptr, kSetting + i++});
+  }
+  options.push_back({nullptr, 0, nullptr, 0});
+  return options;
+}
 
 const char* lookup_env(const char* name, void*) { return getenv(name); }
-
-std::string quoted(const char* word) {
-  char text[kQuoteBufferSize];
-  quote_value(word, strlen(word), text, sizeof text);
-  return std::string("'") + text + "'";
-}
 
 int usage(const std::string& what) {
   log_line(what + " (see keepalive-agent --help)");
@@ -98,11 +100,12 @@ int run(int argc, char** argv) {
                                      nullptr);
   Mode mode = Mode::kSocket;
   bool verbose = settings.debug();
+  std::vector<option> options_table = long_options();
   optind = 0;
   opterr = 0;
   for (;;) {
     int word = optind == 0 ? 1 : optind;
-    int key = getopt_long(argc, argv, "+:hv", kOptions, nullptr);
+    int key = getopt_long(argc, argv, "+:hv", options_table.data(), nullptr);
     if (key == -1) break;
     switch (key) {
       case kHelpKey:
@@ -118,39 +121,28 @@ int run(int argc, char** argv) {
         if (*optarg == '\0') return usage("--socket: empty path");
         options.socket_path = optarg;
         break;
-      case kMode:
-        if (strcmp(optarg, "socket") == 0) {
-          mode = Mode::kSocket;
-        } else if (strcmp(optarg, "connect") == 0) {
-          mode = Mode::kConnect;
-        } else if (strcmp(optarg, "listen") == 0) {
-          mode = Mode::kListen;
-        } else {
-          return usage("--mode: invalid value " + quoted(optarg) +
-                       " (expected socket, connect or listen)");
-        }
-        break;
-      case kKeepIdle:
-      case kKeepCnt:
-      case kKeepIntvl:
-      case kUserTimeout: {
-        Option option = key == kKeepIdle   ? Option::kKeepIdle
-                        : key == kKeepCnt  ? Option::kKeepCnt
-                        : key == kKeepIntvl ? Option::kKeepIntvl
-                                            : Option::kUserTimeout;
-        ParsedValue parsed = parse_option_value(option, optarg);
-        if (!parsed.ok) {
-          return usage(std::string(argv[word]) + ": invalid value " +
-                       quoted(optarg) + " (expected " + parsed.expected + ")");
-        }
-        settings = settings.with_value(option, parsed.value);
+      case kMode: {
+        auto named = mode_flag_value(optarg);
+        if (!named) return usage(named.error());
+        mode = *named;
         break;
       }
+      case kStrict:
+        options.strict = true;
+        break;
       case ':':
         return usage(std::string("option ") + quoted(argv[word]) +
                      " needs a value");
-      default:
-        return usage("unknown option " + quoted(argv[word]));
+      default: {
+        size_t index = static_cast<size_t>(key - kSetting);
+        if (key < kSetting || index >= std::size(kSettingFlags)) {
+          return usage("unknown option " + quoted(argv[word]));
+        }
+        auto with = with_flag_value(settings, kSettingFlags[index], optarg);
+        if (!with) return usage(with.error());
+        settings = *with;
+        break;
+      }
     }
   }
   if (optind < argc) {

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/quote.h"
+#include "supervisor/setting_flags.h"
 
 namespace keepalive {
 namespace {
@@ -63,15 +63,6 @@ constexpr option kLongOptions[] = {
     {nullptr, 0, nullptr, 0},
 };
 
-constexpr struct {
-  Key key;
-  Option option;
-} kSettingKeys[] = {
-    {kKeepIdle, Option::kKeepIdle},   {kKeepCnt, Option::kKeepCnt},
-    {kKeepIntvl, Option::kKeepIntvl}, {kUserTimeout, Option::kUserTimeout},
-    {kSynCnt, Option::kSynCnt},       {kDeferAccept, Option::kDeferAccept},
-    {kMaxSeg, Option::kMaxSeg},       {kWindowClamp, Option::kWindowClamp},
-};
 
 constexpr char kHelpText[] =
     "Usage: keepalive-supervise [OPTION]... -- COMMAND [ARG]...\n"
@@ -90,17 +81,7 @@ constexpr char kHelpText[] =
     "                             program's own socket at connect or listen\n"
     "\n"
     "Socket options (default in parentheses; 0 leaves the system's):\n"
-    "      --keepidle=S         TCP_KEEPIDLE: idle seconds before the first\n"
-    "                             probe (15)\n"
-    "      --keepcnt=N          TCP_KEEPCNT: unanswered probes before the\n"
-    "                             connection drops (9)\n"
-    "      --keepintvl=S        TCP_KEEPINTVL: seconds between probes (15)\n"
-    "      --user-timeout=MS    TCP_USER_TIMEOUT; -1 derives it from the\n"
-    "                             three above (default)\n"
-    "      --syncnt=N           TCP_SYNCNT: SYN retries (connect, socket)\n"
-    "      --defer-accept=S     TCP_DEFER_ACCEPT (listen, socket; 0: off)\n"
-    "      --maxseg=BYTES       TCP_MAXSEG\n"
-    "      --window-clamp=BYTES TCP_WINDOW_CLAMP\n"
+    KEEPALIVE_SETTING_FLAGS_HELP
     "\n"
     "Supervision:\n"
     "      --deny-io-uring      make io_uring_setup fail with ENOSYS, so that\n"
@@ -143,6 +124,14 @@ const option* long_option(int key) {
   return nullptr;
 }
 
+// The key of the long option `name`.
+int key_named(std::string_view name) {
+  for (const option* o = kLongOptions; o->name != nullptr; ++o) {
+    if (name == o->name) return o->val;
+  }
+  return 0;
+}
+
 // The value among `values` whose name (as mode_name or strategy_name give
 // it) is `text`.
 template <typename Value>
@@ -153,14 +142,6 @@ std::optional<Value> by_name(const std::string& text,
     if (text == name(value)) return value;
   }
   return std::nullopt;
-}
-
-// A word of the user's, in single quotes, as a message shows it: bounded
-// in length and on one line whatever it holds (see quote_value).
-std::string quoted(std::string_view word) {
-  char text[kQuoteBufferSize];
-  quote_value(word.data(), word.size(), text, sizeof text);
-  return std::string("'") + text + "'";
 }
 
 CliResult usage_error(std::string text) {
@@ -273,24 +254,16 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
 
   Config& config = result.config;
   config.settings = parse_settings(env, env_ctx, warn, warn_ctx);
-  for (const auto& [key, option] : kSettingKeys) {
-    const std::string* text = given.value(key);
+  for (const SettingFlag& flag : kSettingFlags) {
+    const std::string* text = given.value(key_named(flag.name));
     if (text == nullptr) continue;
-    ParsedValue parsed = parse_option_value(option, text->c_str());
-    if (!parsed.ok) {
-      return usage_error(std::string("--") + long_option(key)->name +
-                         ": invalid value " + quoted(*text) + " (expected " +
-                         parsed.expected + ")");
-    }
-    config.settings = config.settings.with_value(option, parsed.value);
+    auto settings = with_flag_value(config.settings, flag, text->c_str());
+    if (!settings) return usage_error(settings.error());
+    config.settings = *settings;
   }
   if (const std::string* text = given.value(kMode)) {
-    std::optional<Mode> mode = by_name(
-        *text, {Mode::kSocket, Mode::kConnect, Mode::kListen}, mode_name);
-    if (!mode) {
-      return usage_error("--mode: invalid value " + quoted(*text) +
-                         " (expected socket, connect or listen)");
-    }
+    auto mode = mode_flag_value(*text);
+    if (!mode) return usage_error(mode.error());
     config.mode = *mode;
   }
   if (const std::string* text = given.value(kStrategy)) {

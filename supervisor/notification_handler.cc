@@ -46,17 +46,24 @@ Verdict NotificationHandler::decide(const seccomp_notif& req,
                    "trapped call; its sockets get no options");
     return Verdict::let_through();
   }
+  // The supervisor's filter traps only what the mode needs; a profile
+  // handed to keepalive-agent may trap more, or a container's settings
+  // may turn the options off.
+  const bool enabled = options_.settings.enabled();
   switch (kind) {
     case CallKind::kSocket:
+      if (!enabled) return Verdict::let_through();
       return emulate_socket(req);
     case CallKind::kConnect:
-      return apply_in_place(req, options_.mode == Mode::kSocket
-                                     ? Mode::kSocket
-                                     : Mode::kConnect);
+      if (!enabled || options_.mode == Mode::kListen) {
+        return Verdict::let_through();
+      }
+      return apply_in_place(req, options_.mode);
     case CallKind::kListen:
-      return apply_in_place(req, options_.mode == Mode::kSocket
-                                     ? Mode::kSocket
-                                     : Mode::kListen);
+      if (!enabled || options_.mode == Mode::kConnect) {
+        return Verdict::let_through();
+      }
+      return apply_in_place(req, options_.mode);
     case CallKind::kIoUringSetup:
       return note_io_uring(req);
     case CallKind::kIdentity:

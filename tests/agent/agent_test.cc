@@ -238,6 +238,30 @@ class AgentTest : public tests::ScratchDirTest {
         << agent->transcript();
     return agent;
   }
+
+  // Runs a container that connects to a loopback server, handed to the
+  // agent with `runtime_flags` (--metadata, --annotation), and returns the
+  // options its socket reads back.
+  tests::Options options_of_container(
+      const Child& agent, const std::string& id,
+      std::vector<std::string> runtime_flags) {
+    Listener server;
+    std::vector<std::string> argv = {KEEPALIVE_OCI_RUNTIME, socket_path(), id};
+    argv.insert(argv.end(), runtime_flags.begin(), runtime_flags.end());
+    argv.insert(argv.end(), {"--", tests::raw_tcp_path(), "connect",
+                             std::to_string(server.port())});
+    Child target(argv);
+    if (!target.wait_line("connected", 10s)) {
+      ADD_FAILURE() << target.transcript() << agent.transcript();
+      return {};
+    }
+    std::string detail;
+    tests::Options options =
+        tests::probe_options(target.pid(), server.port(), 5s, &detail);
+    target.close_stdin();
+    EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
+    return options;
+  }
 };
 
 TEST_F(AgentTest, AContainerHandedOverGetsTheOptionsOnItsSocket) {
@@ -327,6 +351,59 @@ TEST_F(AgentTest, ASocketPathTakenBySomethingElseIsRefused) {
   tests::Outcome o = tests::run({KEEPALIVE_AGENT, "--socket", taken});
   EXPECT_EQ(o.exit_code(), 1) << o;
   EXPECT_NE(o.err.find("not a socket"), std::string::npos) << o;
+}
+
+// Each container's own settings: the profile's listenerMetadata over the
+// agent's flags, and the annotation over both.
+TEST_F(AgentTest, EachContainerGetsItsOwnSettings) {
+  std::unique_ptr<Child> agent = start_agent({"-v", "--keepcnt", "4"});
+  tests::Options a = options_of_container(*agent, "a", {"--metadata",
+                                                        "--keepidle=31"});
+  EXPECT_EQ(a["TCP_KEEPIDLE"], 31);
+  EXPECT_EQ(a["TCP_KEEPCNT"], 4);
+  tests::Options b = options_of_container(
+      *agent, "b",
+      {"--metadata", "--keepidle=32 --keepintvl=7", "--annotation",
+       "--keepidle=45"});
+  EXPECT_EQ(b["TCP_KEEPIDLE"], 45);
+  EXPECT_EQ(b["TCP_KEEPINTVL"], 7);
+  EXPECT_EQ(b["TCP_KEEPCNT"], 4);
+  // A server-only container's client socket is left alone.
+  tests::Options c = options_of_container(*agent, "c", {"--metadata",
+                                                        "--mode=listen"});
+  EXPECT_EQ(c["SO_KEEPALIVE"], 0);
+  EXPECT_TRUE(agent->wait_for_output("container c (pid", 1s));
+  EXPECT_NE(agent->err().find("serving, mode listen"), std::string::npos)
+      << agent->transcript();
+}
+
+// A bad value: one line naming the container and the value; the container
+// is served with the node's settings, or with none under --strict. Its
+// calls succeed either way.
+TEST_F(AgentTest, ABadContainerSettingIsOneLineAndTheNodesSettingsApply) {
+  for (bool strict : {false, true}) {
+    SCOPED_TRACE(strict ? "--strict" : "default");
+    std::vector<std::string> flags = {"--keepidle", "21"};
+    if (strict) flags.push_back("--strict");
+    std::unique_ptr<Child> agent = start_agent(flags);
+    tests::Options o = options_of_container(
+        *agent, "bad", {"--metadata", "--keepintvl=5", "--annotation",
+                        "--keepidle=forever"});
+    EXPECT_EQ(o["SO_KEEPALIVE"], strict ? 0 : 1);
+    if (!strict) {
+      EXPECT_EQ(o["TCP_KEEPIDLE"], 21);
+      EXPECT_EQ(o["TCP_KEEPINTVL"], 15);  // metadata dropped with the rest
+    }
+    const std::string said =
+        "container bad: annotation org.keepalive.options: --keepidle: "
+        "invalid value 'forever'";
+    EXPECT_TRUE(agent->wait_for_output(said, 5s)) << agent->transcript();
+    size_t first = agent->err().find(said);
+    EXPECT_EQ(agent->err().find(said, first + 1), std::string::npos)
+        << agent->transcript();
+    agent->signal_group(SIGTERM);
+    EXPECT_EQ(agent->wait_exit(10s), 0);
+  }
 }
 
 // ---- with runc -----------------------------------------------------------

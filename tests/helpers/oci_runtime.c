@@ -1,10 +1,11 @@
-/* oci_runtime SOCKET ID [--metadata TEXT] -- COMMAND [ARG]...
+/* oci_runtime SOCKET ID [--metadata TEXT] [--annotation TEXT] -- COMMAND...
  *
  * Plays an OCI runtime's part for keepalive-agent tests: connects to the
  * agent's SOCKET, installs a seccomp filter that traps connect() and
  * listen() (x86-64) with a new listener, sends the runtime-spec container
  * process state ({"ociVersion", "fds": ["seccompFd"], "pid", "metadata",
- * "state": {"id": ID, ...}}) with the listener in SCM_RIGHTS, closes the
+ * "state": {"id": ID, "annotations": {"org.keepalive.options": TEXT}, ...}})
+ * (TEXT as given, unescaped) with the listener in SCM_RIGHTS, closes the
  * connection as runc does, and execs COMMAND under the filter. The
  * connection is made before the filter, so the helper never traps itself.
  * Exits 125 if any step fails (with one line on stderr).
@@ -35,7 +36,8 @@ static void die(const char* what) {
 
 int main(int argc, char** argv) {
   if (argc < 5) {
-    fprintf(stderr, "usage: oci_runtime SOCKET ID [--metadata TEXT] -- CMD\n");
+    fprintf(stderr, "usage: oci_runtime SOCKET ID [--metadata TEXT] "
+                    "[--annotation TEXT] -- CMD\n");
     return 2;
   }
   const char* path = argv[1];
@@ -44,6 +46,13 @@ int main(int argc, char** argv) {
   int i = 3;
   if (strcmp(argv[i], "--metadata") == 0 && i + 1 < argc) {
     metadata = argv[i + 1];
+    i += 2;
+  }
+  char annotations[1024] = "";
+  if (i + 1 < argc && strcmp(argv[i], "--annotation") == 0) {
+    snprintf(annotations, sizeof annotations,
+             ",\"annotations\":{\"org.keepalive.options\":\"%s\"}",
+             argv[i + 1]);
     i += 2;
   }
   if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc) {
@@ -78,8 +87,8 @@ int main(int argc, char** argv) {
       state, sizeof state,
       "{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":%d,"
       "\"metadata\":\"%s\",\"state\":{\"ociVersion\":\"1.0.2\",\"id\":\"%s\","
-      "\"status\":\"creating\",\"pid\":%d,\"bundle\":\"/\"}}",
-      (int)getpid(), metadata, id, (int)getpid());
+      "\"status\":\"creating\",\"pid\":%d,\"bundle\":\"/\"%s}}",
+      (int)getpid(), metadata, id, (int)getpid(), annotations);
   char control[CMSG_SPACE(sizeof(int))] = {0};
   struct iovec iov = {state, (size_t)length};
   struct msghdr msg = {.msg_iov = &iov,

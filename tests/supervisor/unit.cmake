@@ -15,6 +15,7 @@ add_executable(supervisor_unit_test
   target_test.cc
   option_ring_test.cc
   server_test.cc
+  setting_flags_test.cc
 )
 target_link_libraries(supervisor_unit_test PRIVATE
   keepalive_supervisor_dynamic keepalive_filter_rules GTest::gtest_main)
