@@ -5,9 +5,12 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -19,12 +22,18 @@ namespace {
 namespace asio = boost::asio;
 using Local = asio::local::stream_protocol;
 
+// The names of the agent's fds in the store (fd_store.h).
+constexpr char kSocketName[] = "socket";
+constexpr char kListenerPrefix[] = "listener-";
+constexpr char kRecordPrefix[] = "record-";
+
 // How long a runtime may take to send its message.
 constexpr std::chrono::seconds kStateTimeout(5);
 
 std::string container_name(const ContainerState& state) {
-  return state.id.empty() ? "pid " + std::to_string(state.pid)
-                          : "container " + state.id;
+  if (!state.id.empty()) return "container " + state.id;
+  if (state.pid > 0) return "pid " + std::to_string(state.pid);
+  return "a container kept by an earlier agent";
 }
 
 // "mode connect, keepidle 30 ...": what a container gets, for -v.
@@ -74,26 +83,92 @@ struct Agent::Connection {
 // gone. `ready` watches a duplicate of the listener fd (Asio closes what
 // it holds; the listener closes its own).
 struct Agent::Container {
-  Container(asio::io_context& io, std::string name_,
-            std::unique_ptr<KernelListener> listener_,
+  Container(asio::io_context& io, std::string name_, std::string tag_,
+            UniqueFd record_, std::unique_ptr<KernelListener> listener_,
             const HandlerOptions& options, int ready_fd)
       : name(std::move(name_)),
+        tag(std::move(tag_)),
+        record(std::move(record_)),
         listener(std::move(listener_)),
         server(*listener, options),
         ready(io, ready_fd) {}
   std::string name;
+  std::string tag;    // its fds' names in the store: listener-TAG, record-TAG
+  UniqueFd record;    // save_record's, for the store and a re-exec
   std::unique_ptr<KernelListener> listener;
   Server server;
   asio::posix::stream_descriptor ready;
 };
 
 Agent::Agent(asio::io_context& io, AgentOptions options)
-    : io_(io), options_(std::move(options)), retry_(io) {}
+    : io_(io), options_(std::move(options)), retry_(io) {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  tag_prefix_ = std::to_string(now.tv_sec) + "." +
+                std::to_string(now.tv_nsec) + "-";
+}
 
 Agent::~Agent() = default;
 
-Result<void> Agent::listen() {
+void Agent::adopt(std::vector<NamedFd> fds) {
+  std::map<std::string, UniqueFd> records;
+  std::vector<NamedFd> listeners;
+  for (NamedFd& kept : fds) {
+    if (kept.name.starts_with(kListenerPrefix)) {
+      listeners.push_back(std::move(kept));
+    } else if (kept.name.starts_with(kRecordPrefix)) {
+      records[kept.name.substr(strlen(kRecordPrefix))] = std::move(kept.fd);
+    } else if (!acceptor_ && sd_is_socket_unix(kept.fd.get(), SOCK_STREAM, 1,
+                                                nullptr, 0) > 0) {
+      acceptor_ = std::make_unique<Local::acceptor>(io_);
+      boost::system::error_code error;
+      acceptor_->assign(Local(), kept.fd.get(), error);
+      if (error) {
+        acceptor_.reset();
+        continue;
+      }
+      kept.fd.release();
+    }
+  }
+  for (NamedFd& kept : listeners) {
+    std::string tag = kept.name.substr(strlen(kListenerPrefix));
+    if (!is_seccomp_listener(kept.fd.get())) {
+      log_line(kept.name + ": not a seccomp listener; closed");
+      continue;
+    }
+    auto record = records.find(tag);
+    Result<ContainerState> state =
+        record == records.end()
+            ? std::unexpected(SysError{0, "no record kept with it"})
+            : load_record(record->second.get());
+    UniqueFd record_fd;
+    if (state) {
+      record_fd = std::move(record->second);
+    } else {
+      // Its calls must still be answered: serve it with the node's
+      // settings.
+      log_line(kept.name + ": " + state.error().message() +
+               "; served with the node's settings");
+      state = ContainerState{};
+    }
+    state->listener = std::move(kept.fd);
+    serve(std::move(*state), std::move(record_fd), std::move(tag));
+  }
+  if (!listeners.empty()) {
+    log_line("took over " + std::to_string(containers_.size()) + " of " +
+             std::to_string(listeners.size()) +
+             " containers from an earlier agent");
+  }
+}
+
+Result<std::string> Agent::listen() {
   const std::string& path = options_.socket_path;
+  if (acceptor_) {
+    accept_next();
+    boost::system::error_code error;
+    Local::endpoint where = acceptor_->local_endpoint(error);
+    return error ? std::string("an inherited socket") : where.path();
+  }
   std::string dir = directory_of(path);
   if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return errno_error("creating " + dir);
@@ -126,8 +201,28 @@ Result<void> Agent::listen() {
     return std::unexpected(SysError{0, "listening on " + path + ": " + e.what()});
   }
   if (chmod(path.c_str(), 0660) != 0) return errno_error("chmod " + path);
+  // Runtimes that connect while the agent restarts wait in the backlog.
+  if (Result<void> kept = service_.keep(acceptor_->native_handle(),
+                                        kSocketName);
+      !kept) {
+    log_line(kept.error().message());
+  }
   accept_next();
-  return {};
+  return path;
+}
+
+std::vector<std::pair<int, std::string>> Agent::passable_fds() const {
+  std::vector<std::pair<int, std::string>> fds;
+  if (acceptor_) fds.emplace_back(acceptor_->native_handle(), kSocketName);
+  for (const auto& [key, container] : containers_) {
+    fds.emplace_back(container->listener->fd(),
+                     kListenerPrefix + container->tag);
+    if (container->record.valid()) {
+      fds.emplace_back(container->record.get(),
+                       kRecordPrefix + container->tag);
+    }
+  }
+  return fds;
 }
 
 void Agent::accept_next() {
@@ -201,12 +296,13 @@ void Agent::wait_state(std::shared_ptr<Connection> connection) {
           }
           return;
         }
-        serve(std::move(**got));
+        serve(std::move(**got), UniqueFd(), "");
       });
 }
 
-void Agent::serve(ContainerState state) {
+void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
   std::string name = container_name(state);
+  bool adopted = !tag.empty();
   int ready_fd = fcntl(state.listener.get(), F_DUPFD_CLOEXEC, 3);
   if (ready_fd < 0) {
     log_line(name + ": " + SysError{errno, "dup"}.message() +
@@ -235,12 +331,33 @@ void Agent::serve(ContainerState state) {
                               : "; it gets the node's settings"));
   }
   uint64_t key = next_key_++;
+  if (!adopted) {
+    tag = tag_prefix_ + std::to_string(key);
+    if (Result<UniqueFd> saved = save_record(state); saved) {
+      record = std::move(*saved);
+    } else {
+      log_line(name + ": " + saved.error().message());
+    }
+    // A copy in the store keeps the container's calls waiting, not
+    // failing, while the agent restarts.
+    Result<void> kept =
+        service_.keep((*listener)->fd(), kListenerPrefix + tag);
+    if (kept && record.valid()) {
+      kept = service_.keep(record.get(), kRecordPrefix + tag);
+    }
+    if (!kept) {
+      warnings_.limited("fdstore",
+                        name + ": " + kept.error().message() +
+                            " (FileDescriptorStoreMax=?); its calls will "
+                            "fail with ENOSYS if the agent restarts");
+    }
+  }
   containers_.emplace(key, std::make_unique<Container>(
-                               io_, name, std::move(*listener), handler,
-                               ready_fd));
+                               io_, name, std::move(tag), std::move(record),
+                               std::move(*listener), handler, ready_fd));
   if (options_.handler.verbose) {
-    log_line(name + " (pid " + std::to_string(state.pid) + "): serving, " +
-             describe(handler));
+    log_line(name + " (pid " + std::to_string(state.pid) + "): serving" +
+             (adopted ? " again" : "") + ", " + describe(handler));
   }
   wait_calls(key);
 }
@@ -271,6 +388,8 @@ void Agent::on_ready(uint64_t key) {
     if (fd.revents & (POLLHUP | POLLERR)) {
       // Every task under the filter is gone.
       if (options_.handler.verbose) log_line(container.name + ": done");
+      service_.forget(kListenerPrefix + container.tag);
+      service_.forget(kRecordPrefix + container.tag);
       containers_.erase(it);
       return;
     }

@@ -21,8 +21,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "agent/container_state.h"
+#include "agent/fd_store.h"
 #include "supervisor/error.h"
 #include "supervisor/listener.h"
 #include "supervisor/log.h"
@@ -53,22 +56,38 @@ class Agent {
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  // Creates the socket (its directory 0750 if missing, the socket 0660,
-  // replacing a stale socket left by an earlier agent) and starts
-  // accepting. Fails, saying why, if the path is taken by something else
-  // or cannot be bound.
-  Result<void> listen();
+  // Takes over what an earlier agent left (fd_store.h): its listening
+  // socket, and each container's listener with its record, served again
+  // at once (calls that queued meanwhile are answered first). Call before
+  // listen(). Closes what it cannot use, with a line for each listener.
+  void adopt(std::vector<NamedFd> fds);
+
+  // Starts accepting: on the adopted socket if there is one; otherwise
+  // creates the socket (its directory 0750 if missing, the socket 0660,
+  // replacing a stale socket left by an earlier agent) and hands it to the
+  // fd store. Fails, saying why, if the path is taken by something else or
+  // cannot be bound. Returns the path listened on.
+  Result<std::string> listen();
+
+  // The fds a re-executed agent needs to go on where this one stops, with
+  // their names (as inherited_fds gives them back).
+  std::vector<std::pair<int, std::string>> passable_fds() const;
+
+  ServiceManager& service_manager() { return service_; }
 
  private:
   struct Connection;
   struct Container;
+
+  // Serves `state`'s listener. `tag` names its fds in the store; an empty
+  // one: a new container, whose listener and record go to the store.
+  void serve(ContainerState state, UniqueFd record, std::string tag);
 
   void accept_next();
   // Checks the peer and starts the message's deadline.
   void read_state(std::shared_ptr<Connection> connection);
   // Reads what has come whenever the connection is readable.
   void wait_state(std::shared_ptr<Connection> connection);
-  void serve(ContainerState state);
   void wait_calls(uint64_t key);
   void on_ready(uint64_t key);
 
@@ -77,8 +96,11 @@ class Agent {
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
   boost::asio::steady_timer retry_;  // accepting again after a failure
   Warnings warnings_;
+  ServiceManager service_;
   std::map<uint64_t, std::unique_ptr<Container>> containers_;
   uint64_t next_key_ = 1;
+  // Unique to this agent: with next_key_, the tag of a new container.
+  std::string tag_prefix_;
 };
 
 }  // namespace keepalive::agent

@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -99,6 +101,57 @@ Result<ContainerState> parse_container_state(std::string_view text,
   if (!is_seccomp_listener(state.listener.get())) {
     return invalid(state.id, "the fd named \"seccompFd\" is not a seccomp "
                              "listener");
+  }
+  return state;
+}
+
+Result<UniqueFd> save_record(const ContainerState& state) {
+  json record = {{"id", state.id},
+                 {"pid", state.pid},
+                 {"metadata", state.metadata}};
+  if (state.annotation) record["annotation"] = *state.annotation;
+  std::string text = record.dump();
+  UniqueFd fd(memfd_create("keepalive-agent container",
+                           MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!fd.valid()) return errno_error("memfd_create");
+  if (write(fd.get(), text.data(), text.size()) !=
+      static_cast<ssize_t>(text.size())) {
+    return errno_error("writing a container's record");
+  }
+  // Nobody writes it again: the next agent reads exactly this.
+  fcntl(fd.get(), F_ADD_SEALS,
+        F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+  return fd;
+}
+
+Result<ContainerState> load_record(int record) {
+  std::string text;
+  char buf[4096];
+  for (off_t at = 0;;) {
+    ssize_t n = pread(record, buf, sizeof buf, at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error("reading a container's record");
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    at += n;
+    if (text.size() > kMaxStateBytes) {
+      return invalid("", "a container's record is larger than " +
+                             std::to_string(kMaxStateBytes) + " bytes");
+    }
+  }
+  json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("id") ||
+      !doc["id"].is_string() || !doc.contains("pid") ||
+      !doc["pid"].is_number_integer() || !doc.contains("metadata") ||
+      !doc["metadata"].is_string()) {
+    return invalid("", "not a container's record");
+  }
+  ContainerState state;
+  state.id = doc["id"].get<std::string>();
+  state.pid = doc["pid"].get<pid_t>();
+  state.metadata = doc["metadata"].get<std::string>();
+  if (doc.contains("annotation") && doc["annotation"].is_string()) {
+    state.annotation = doc["annotation"].get<std::string>();
   }
   return state;
 }

@@ -67,6 +67,15 @@ class StateReceiver {
   std::vector<UniqueFd> fds_;
 };
 
+// A sealed memfd holding what `state` says besides its listener, for the
+// fd store (fd_store.h): what a later agent needs to serve the listener
+// as this one did.
+Result<UniqueFd> save_record(const ContainerState& state);
+
+// The state save_record kept in `record`, without its listener. Fails,
+// saying why, for a record it did not write.
+Result<ContainerState> load_record(int record);
+
 // Whether `fd` is a seccomp user-notification listener.
 bool is_seccomp_listener(int fd);
 

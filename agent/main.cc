@@ -7,15 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <exception>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/fd_store.h"
 #include "common/settings.h"
 #include "supervisor/exit_codes.h"
 #include "supervisor/log.h"
@@ -53,8 +56,11 @@ constexpr char kHelp[] =
     "      --version            output version information and exit\n"
     "\n"
     "The settings also come from the environment, as for keepalive-supervise.\n"
-    "SIGTERM or SIGINT stops the agent; the trapped calls of containers it\n"
-    "served then fail with ENOSYS.\n"
+    "SIGHUP makes the agent re-execute its program (an upgraded one, say),\n"
+    "which serves every container on. SIGTERM or SIGINT stops it; the\n"
+    "containers' trapped calls then wait for the next agent if the service\n"
+    "manager keeps their listeners (systemd's fd store, see\n"
+    "keepalive-agent(8)), and fail with ENOSYS otherwise.\n"
     "\n"
     "Exit status: 0 stopped by a signal, 1 could not serve, 2 bad usage.\n";
 
@@ -159,16 +165,48 @@ int run(int argc, char** argv) {
                                    .verbose = verbose,
                                    .own = *own,
                                    .wait_killable_recv = true};
+  // The program to re-execute on SIGHUP: the file now at the path this
+  // one was started from, so that an upgraded binary takes over.
+  char exe[4096];
+  ssize_t exe_length = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  std::string program = exe_length > 0 ? std::string(exe, exe_length) : "";
+  if (program.ends_with(" (deleted)")) {
+    program.resize(program.size() - strlen(" (deleted)"));
+  }
+
   boost::asio::io_context io(1);
   Agent agent(io, options);
-  if (Result<void> listening = agent.listen(); !listening) {
+  agent.adopt(inherited_fds());
+  Result<std::string> listening = agent.listen();
+  if (!listening) {
     log_line(listening.error().message());
     return 1;
   }
   boost::asio::signal_set stop(io, SIGTERM, SIGINT);
-  stop.async_wait([&io](const boost::system::error_code&, int) { io.stop(); });
+  stop.async_wait([&io, &agent](const boost::system::error_code&, int) {
+    agent.service_manager().stopping();
+    io.stop();
+  });
+  // SIGHUP: replace this process with a fresh one of the program, which
+  // takes every listener over; calls wait in the kernel meanwhile.
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup =
+      [&](const boost::system::error_code& error, int) {
+        if (error) return;
+        log_line("re-executing " + program);
+        SysError failed = reexec(program, argv, agent.passable_fds());
+        log_line(failed.message() + "; serving on");
+        hangup.async_wait(on_hangup);
+      };
+  hangup.async_wait(on_hangup);
+  // A re-executing agent blocked SIGHUP until now (reexec).
+  sigset_t handled;
+  sigemptyset(&handled);
+  sigaddset(&handled, SIGHUP);
+  sigprocmask(SIG_UNBLOCK, &handled, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  log_line("listening on " + options.socket_path);
+  log_line("listening on " + *listening);
+  agent.service_manager().ready("listening on " + *listening);
   io.run();
   return 0;
 }

@@ -16,7 +16,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <map>
+#include <thread>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -404,6 +407,270 @@ TEST_F(AgentTest, ABadContainerSettingIsOneLineAndTheNodesSettingsApply) {
     agent->signal_group(SIGTERM);
     EXPECT_EQ(agent->wait_exit(10s), 0);
   }
+}
+
+// ---- restarts -------------------------------------------------------------
+
+// A loopback server that accepts (and closes) every connection, so that a
+// client can connect in a loop for as long as a test needs.
+class AcceptingServer {
+ public:
+  AcceptingServer() : thread_([this] { run(); }) {}
+  ~AcceptingServer() {
+    stop_ = true;
+    thread_.join();
+  }
+  int port() const { return listener_.port(); }
+
+ private:
+  void run() {
+    while (!stop_) {
+      UniqueFd accepted = listener_.accept(50ms);
+    }
+  }
+  Listener listener_{AF_INET, 4096};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// How many times `needle` occurs in `text`.
+int occurrences(const std::string& text, const std::string& needle) {
+  int count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + 1)) {
+    ++count;
+  }
+  return count;
+}
+
+// Waits until `agent` has said `needle` `count` times.
+bool wait_for_count(Child& agent, const std::string& needle, int count,
+                    std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (occurrences(agent.err(), needle) < count) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    agent.wait_for_output("\x01never said", 20ms);
+  }
+  return true;
+}
+
+int open_fds(pid_t pid) {
+  int count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(pid) + "/fd")) {
+    ++count;
+  }
+  return count;
+}
+
+// The verdict line of `raw_tcp signals`, once it has exited.
+tests::Options loop_result(Child& client) {
+  EXPECT_TRUE(client.wait_exit(60s)) << "the connect loop never ended";
+  std::optional<std::string> line = client.wait_line("result", 1s);
+  if (!line) {
+    ADD_FAILURE() << client.transcript();
+    return {};
+  }
+  return tests::parse_pairs(*line);
+}
+
+// SIGHUP: the agent re-executes itself and serves the container on, while
+// the container connects in a loop: not one call fails, every socket gets
+// the options, and the agent holds no more fds after three re-execs.
+TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
+  std::unique_ptr<Child> agent = start_agent({"--keepidle", "27"});
+  AcceptingServer server;
+  Child client({KEEPALIVE_OCI_RUNTIME, socket_path(), "loop", "--",
+                tests::raw_tcp_path(), "signals", "30000", "--connect",
+                std::to_string(server.port())});
+  std::this_thread::sleep_for(100ms);
+  int fds_before = open_fds(agent->pid());
+  for (int i = 1; i <= 3; ++i) {
+    kill(agent->pid(), SIGHUP);
+    ASSERT_TRUE(wait_for_count(*agent, "took over 1 of 1 containers", i, 10s))
+        << agent->transcript();
+    ASSERT_TRUE(wait_for_count(*agent, "listening on", i + 1, 10s))
+        << agent->transcript();
+  }
+  EXPECT_EQ(open_fds(agent->pid()), fds_before);
+  // The restarts happened while the container was making its calls.
+  EXPECT_TRUE(client.running()) << "the loop ended before the restarts";
+  tests::Options result = loop_result(client);
+  EXPECT_EQ(result["calls"], 30000);
+  EXPECT_EQ(result["errors"], 0) << client.transcript();
+  EXPECT_EQ(result["missing"], 0) << "sockets without options";
+  agent->signal_group(SIGTERM);
+  EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
+}
+
+// The service manager's side of the fd store protocol (sd_notify(3),
+// sd_listen_fds(3)), as systemd plays it with FileDescriptorStoreMax=:
+// keeps what FDSTORE=1 hands it, drops what FDSTOREREMOVE=1 names, and
+// starts the next agent with the fds at 3... and LISTEN_FDS, LISTEN_PID,
+// LISTEN_FDNAMES.
+class FakeServiceManager {
+ public:
+  explicit FakeServiceManager(std::string path) : path_(std::move(path)) {
+    sock_.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    EXPECT_EQ(bind(sock_.get(), reinterpret_cast<sockaddr*>(&addr),
+                   sizeof addr),
+              0);
+  }
+  std::string notify_env() const { return "NOTIFY_SOCKET=" + path_; }
+
+  // Takes every message sent so far.
+  void receive() {
+    for (;;) {
+      char text[4096];
+      alignas(cmsghdr) char control[CMSG_SPACE(16 * sizeof(int))];
+      iovec iov{text, sizeof text - 1};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      ssize_t n = recvmsg(sock_.get(), &msg, MSG_CMSG_CLOEXEC);
+      if (n < 0) return;
+      text[n] = '\0';
+      std::vector<UniqueFd> fds;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_type != SCM_RIGHTS) continue;
+        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          fds.emplace_back(fd);
+        }
+      }
+      std::string message(text);
+      std::string name;
+      if (size_t at = message.find("FDNAME="); at != std::string::npos) {
+        name = message.substr(at + 7, message.find('\n', at) - at - 7);
+      }
+      if (message.find("READY=1") != std::string::npos) ready = true;
+      if (message.find("FDSTOREREMOVE=1") != std::string::npos) {
+        store_.erase(name);
+      } else if (message.find("FDSTORE=1") != std::string::npos) {
+        for (UniqueFd& fd : fds) store_[name].push_back(std::move(fd));
+      }
+    }
+  }
+
+  int stored(const std::string& prefix) const {
+    int count = 0;
+    for (const auto& [name, fds] : store_) {
+      if (name.starts_with(prefix)) count += static_cast<int>(fds.size());
+    }
+    return count;
+  }
+
+  // Starts `argv` as the next activation, its stderr to `log`.
+  pid_t start(const std::vector<std::string>& argv, const std::string& log) {
+    std::vector<int> fds;
+    std::string names;
+    for (const auto& [name, held] : store_) {
+      for (const UniqueFd& fd : held) {
+        fds.push_back(fd.get());
+        names += (names.empty() ? "" : ":") + name;
+      }
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      // Out of the way of 3..3+n first, then into place.
+      std::vector<int> high;
+      for (int fd : fds) high.push_back(fcntl(fd, F_DUPFD, 100));
+      for (size_t i = 0; i < high.size(); ++i) {
+        dup2(high[i], 3 + static_cast<int>(i));
+      }
+      int err = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      dup2(err, 2);
+      std::string listen_pid = "LISTEN_PID=" + std::to_string(getpid());
+      std::string listen_fds = "LISTEN_FDS=" + std::to_string(fds.size());
+      std::string listen_names = "LISTEN_FDNAMES=" + names;
+      std::string notify = notify_env();
+      const char* env[] = {listen_pid.c_str(), listen_fds.c_str(),
+                           listen_names.c_str(), notify.c_str(), nullptr};
+      std::vector<char*> args;
+      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execve(args[0], args.data(), const_cast<char**>(env));
+      _exit(127);
+    }
+    return pid;
+  }
+
+  bool ready = false;
+
+ private:
+  std::string path_;
+  UniqueFd sock_;
+  std::map<std::string, std::vector<UniqueFd>> store_;
+};
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Stopped with SIGTERM and started again by the service manager, the agent
+// takes each container back from the fd store: the container's calls
+// wait meanwhile, and none fails.
+TEST_F(AgentTest, TheFdStoreCarriesAContainerAcrossAStopAndStart) {
+  FakeServiceManager manager(path("notify.sock"));
+  std::vector<std::string> argv = {KEEPALIVE_AGENT, "--socket", socket_path(),
+                                   "--keepidle", "28"};
+  auto agent = std::make_unique<Child>(
+      argv, std::vector<std::string>{manager.notify_env()});
+  ASSERT_TRUE(agent->wait_for_output("listening on", 10s));
+  AcceptingServer server;
+  Child client({KEEPALIVE_OCI_RUNTIME, socket_path(), "stored", "--metadata",
+                "--keepintvl=6", "--", tests::raw_tcp_path(), "signals",
+                "30000", "--connect", std::to_string(server.port())});
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (manager.stored("listener-") < 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+    manager.receive();
+  }
+  EXPECT_TRUE(manager.ready);
+  ASSERT_EQ(manager.stored("listener-"), 1);
+  EXPECT_EQ(manager.stored("record-"), 1);
+  EXPECT_EQ(manager.stored("socket"), 1);
+
+  agent->signal_group(SIGTERM);
+  EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
+  // The container's calls wait for the next agent.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(client.running());
+
+  std::string log = path("agent2.log");
+  pid_t next = manager.start(argv, log);
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (file_text(log).find("took over 1 of 1") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(file_text(log).find("took over 1 of 1"), std::string::npos)
+      << file_text(log);
+  tests::Options result = loop_result(client);
+  EXPECT_EQ(result["calls"], 30000);
+  EXPECT_EQ(result["errors"], 0) << client.transcript();
+  EXPECT_EQ(result["missing"], 0) << "sockets without options";
+  // The container is gone: its fds left the store.
+  deadline = std::chrono::steady_clock::now() + 10s;
+  while (manager.stored("listener-") > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+    manager.receive();
+  }
+  EXPECT_EQ(manager.stored("listener-"), 0);
+  EXPECT_EQ(manager.stored("record-"), 0);
+  kill(next, SIGTERM);
+  int status = 0;
+  waitpid(next, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << file_text(log);
 }
 
 // ---- with runc -----------------------------------------------------------

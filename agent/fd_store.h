@@ -1,0 +1,62 @@
+// Keeping the agent's descriptors across its own restarts. A container's
+// seccomp listener lives only as long as some process holds it: if the
+// agent's copy were the last, its exit would make the container's trapped
+// calls fail with ENOSYS for good. So every listener (and a small record
+// of whose it is) is also handed to the service manager's file descriptor
+// store (sd_notify FDSTORE=1), which gives them back to the next agent
+// (sd_listen_fds_with_names); and `keepalive-agent` re-executing itself
+// passes them on in the same way. While no agent runs, the container's
+// trapped calls wait in the kernel; none fails.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "supervisor/error.h"
+
+namespace keepalive::agent {
+
+struct NamedFd {
+  std::string name;
+  UniqueFd fd;
+};
+
+// The variable that carries fds from one agent to the one it re-executes:
+// "FD:NAME,FD:NAME,...".
+inline constexpr char kPassedFdsVariable[] = "KEEPALIVE_AGENT_FDS";
+
+// The fds an earlier agent left to this one: passed by a re-exec, or by
+// the service manager (its file descriptor store and socket activation),
+// with their names. Unsets the variables that named them, marks each fd
+// close-on-exec, and skips (closing) what is not an open fd.
+std::vector<NamedFd> inherited_fds();
+
+// The service manager's side, through libsystemd: a no-op when the agent
+// was not started by one (no NOTIFY_SOCKET).
+class ServiceManager {
+ public:
+  ServiceManager();
+  // Whether a service manager listens for notifications.
+  bool present() const { return present_; }
+  // Stores a copy of `fd` under `name`. False (and errno) if refused, e.g.
+  // FileDescriptorStoreMax= reached.
+  Result<void> keep(int fd, const std::string& name);
+  // Drops every fd stored under `name`.
+  void forget(const std::string& name);
+  // READY=1, with a status line.
+  void ready(const std::string& status);
+  // STOPPING=1.
+  void stopping();
+
+ private:
+  bool present_ = false;
+};
+
+// Replaces this process with `program` run with `argv`, passing `fds`
+// (which stay open here if it fails) through kPassedFdsVariable. Returns
+// only on failure.
+SysError reexec(const std::string& program, char** argv,
+                const std::vector<std::pair<int, std::string>>& fds);
+
+}  // namespace keepalive::agent
