@@ -11,7 +11,10 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <errno.h>
 #include <exception>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <functional>
 #include <optional>
 #include <string>
@@ -19,6 +22,7 @@
 
 #include "agent/agent.h"
 #include "agent/fd_store.h"
+#include "agent/profile.h"
 #include "common/settings.h"
 #include "supervisor/exit_codes.h"
 #include "supervisor/log.h"
@@ -32,6 +36,7 @@ constexpr char kDefaultSocket[] = "/run/keepalive/agent.sock";
 
 constexpr char kHelp[] =
     "Usage: keepalive-agent [OPTION]...\n"
+    "  or:  keepalive-agent profile [--base=FILE] [--metadata=OPTIONS]...\n"
     "Serve the seccomp listeners that OCI runtimes hand over for containers\n"
     "whose seccomp profile names this agent's socket (listenerPath), and\n"
     "give those containers' TCP sockets keepalive and TCP_USER_TIMEOUT. The\n"
@@ -99,7 +104,101 @@ int usage(const std::string& what) {
   return kExitUsage;
 }
 
+constexpr char kProfileHelp[] =
+    "Usage: keepalive-agent profile [--base=FILE] [--metadata=OPTIONS]\n"
+    "                               [--socket=PATH] [--wait-killable-recv]\n"
+    "Print the seccomp profile that hands a container to the agent: FILE\n"
+    "(your runtime's default profile, say; without it everything else is\n"
+    "allowed) with connect() and listen() sent to the agent\n"
+    "(SCMP_ACT_NOTIFY), listenerPath and the container's own settings as\n"
+    "listenerMetadata (e.g. \"--keepidle=30 --mode=connect\").\n"
+    "\n"
+    "      --socket=PATH          the agent's socket\n"
+    "                               (default /run/keepalive/agent.sock)\n"
+    "      --wait-killable-recv   add SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV\n"
+    "                               (Linux 5.19; runtimes that know it)\n"
+    "\n"
+    "A base that already notifies or names a listener is refused: a filter\n"
+    "has one listener.\n"
+    "Exit status: 0 printed, 1 base refused, 2 bad usage.\n";
+
+// keepalive-agent profile ...
+int run_profile(int argc, char** argv) {
+  enum { kBase = 256, kMetadata, kProfileSocket, kKillable, kProfileHelpKey };
+  const option table[] = {
+      {"base", required_argument, nullptr, kBase},
+      {"metadata", required_argument, nullptr, kMetadata},
+      {"socket", required_argument, nullptr, kProfileSocket},
+      {"wait-killable-recv", no_argument, nullptr, kKillable},
+      {"help", no_argument, nullptr, kProfileHelpKey},
+      {nullptr, 0, nullptr, 0},
+  };
+  ProfileOptions options;
+  options.socket_path = kDefaultSocket;
+  std::optional<std::string> base_path;
+  optind = 0;
+  opterr = 0;
+  for (;;) {
+    int word = optind == 0 ? 1 : optind;
+    int key = getopt_long(argc, argv, "+:h", table, nullptr);
+    if (key == -1) break;
+    switch (key) {
+      case 'h':
+      case kProfileHelpKey:
+        fputs(kProfileHelp, stdout);
+        return 0;
+      case kBase:
+        base_path = optarg;
+        break;
+      case kMetadata:
+        options.metadata = optarg;
+        break;
+      case kProfileSocket:
+        if (*optarg == '\0') return usage("--socket: empty path");
+        options.socket_path = optarg;
+        break;
+      case kKillable:
+        options.wait_killable_recv = true;
+        break;
+      case ':':
+        return usage(std::string("option ") + quoted(argv[word]) +
+                     " needs a value");
+      default:
+        return usage("profile: unknown option " + quoted(argv[word]));
+    }
+  }
+  if (optind < argc) {
+    return usage("profile: unexpected argument " + quoted(argv[optind]));
+  }
+  nlohmann::json base = permissive_base();
+  if (base_path) {
+    std::ifstream in(*base_path);
+    if (!in) {
+      log_line("profile: cannot read " + keepalive::quoted(*base_path) + ": " +
+               strerror(errno));
+      return 1;
+    }
+    base = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (base.is_discarded()) {
+      log_line("profile: " + keepalive::quoted(*base_path) + " is not JSON");
+      return 1;
+    }
+  }
+  auto profile = make_profile(base, options);
+  if (!profile) {
+    bool usage_error = profile.error().starts_with("--metadata");
+    log_line("profile: " + profile.error());
+    return usage_error ? kExitUsage : 1;
+  }
+  std::string text = profile->dump(2) + "\n";
+  fputs(text.c_str(), stdout);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int run(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "profile") == 0) {
+    return run_profile(argc - 1, argv + 1);
+  }
   AgentOptions options;
   options.socket_path = kDefaultSocket;
   Settings settings = parse_settings(lookup_env, nullptr, log_warning_sink,

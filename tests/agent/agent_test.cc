@@ -673,58 +673,170 @@ TEST_F(AgentTest, TheFdStoreCarriesAContainerAcrossAStopAndStart) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << file_text(log);
 }
 
-// ---- with runc -----------------------------------------------------------
+// ---- with runc and crun ----------------------------------------------------
 
-// A bundle whose root holds only the static raw_tcp helper, sharing the
-// host's network and pid namespaces (so that it reaches the test's
-// loopback server and its pid is the one sockopt_probe needs), with the
-// seccomp profile a user would write: connect() notifies the agent.
-TEST_F(AgentTest, RuncHandsTheAgentAContainerWhoseSocketGetsTheOptions) {
-  tests::Outcome found = tests::run({"runc", "--version"});
-  if (found.exit_code() != 0) {
-    GTEST_SKIP() << "runc is not installed (Debian: runc)";
+// How to run an OCI runtime here. runc runs a bundle as it is; crun 1.8
+// refuses the hybrid cgroup layout of these machines and runs in a mount
+// namespace of its own with cgroup2 on /sys/fs/cgroup and no cgroup
+// manager.
+struct Runtime {
+  const char* name;
+  std::vector<std::string> prefix;  // up to and including the global flags
+};
+
+Runtime runc_runtime(const std::string& state) {
+  return {"runc", {"runc", "--root", state}};
+}
+
+Runtime crun_runtime(const std::string& state) {
+  return {"crun",
+          {"unshare", "--mount", "sh", "-c",
+           "mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"",
+           "crun", "--cgroup-manager=disabled", "--root", state}};
+}
+
+class RuntimeTest : public AgentTest {
+ protected:
+  // Skips unless `runtime` is installed.
+  bool usable(const Runtime& runtime) {
+    if (tests::run({runtime.name, "--version"}).exit_code() != 0) {
+      ADD_FAILURE() << runtime.name << " is not installed (Debian: "
+                    << runtime.name << "); packaging/dev.sh installs it";
+      return false;
+    }
+    return true;
   }
-  std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "44"});
-  Listener server;
 
-  std::string bundle = path("bundle");
-  std::filesystem::create_directories(bundle + "/rootfs");
-  std::filesystem::copy_file(tests::raw_tcp_path(), bundle + "/rootfs/raw_tcp");
-  tests::Outcome spec = tests::run({"runc", "spec", "--bundle", bundle});
-  ASSERT_EQ(spec.exit_code(), 0) << spec;
-  nlohmann::json config;
-  std::ifstream(bundle + "/config.json") >> config;
-  config["process"]["terminal"] = false;
-  config["process"]["args"] = {"/raw_tcp", "connect",
-                               std::to_string(server.port())};
-  nlohmann::json kept = nlohmann::json::array();
-  for (const auto& ns : config["linux"]["namespaces"]) {
-    if (ns["type"] != "network" && ns["type"] != "pid") kept.push_back(ns);
+  // A bundle whose root holds only the static raw_tcp helper, run with
+  // `args`, sharing the host's network and pid namespaces (so that it
+  // reaches the test's loopback server and its pid is the one
+  // sockopt_probe needs), with the profile `keepalive-agent profile
+  // --metadata METADATA` prints for the test's socket.
+  std::string make_bundle(const std::string& name,
+                          const std::vector<std::string>& args,
+                          const std::string& metadata = "") {
+    std::string bundle = path(name);
+    std::filesystem::create_directories(bundle + "/rootfs");
+    std::filesystem::copy_file(tests::raw_tcp_path(),
+                               bundle + "/rootfs/raw_tcp",
+                               std::filesystem::copy_options::skip_existing);
+    tests::Outcome spec = tests::run({"runc", "spec", "--bundle", bundle});
+    EXPECT_EQ(spec.exit_code(), 0) << spec;
+    nlohmann::json config;
+    std::ifstream(bundle + "/config.json") >> config;
+    config["process"]["terminal"] = false;
+    config["process"]["args"] = {"/raw_tcp"};
+    for (const std::string& arg : args) config["process"]["args"].push_back(arg);
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& ns : config["linux"]["namespaces"]) {
+      if (ns["type"] != "network" && ns["type"] != "pid") kept.push_back(ns);
+    }
+    config["linux"]["namespaces"] = kept;
+    std::vector<std::string> profile_argv = {KEEPALIVE_AGENT, "profile",
+                                             "--socket", socket_path()};
+    if (!metadata.empty()) profile_argv.push_back("--metadata=" + metadata);
+    tests::Outcome profile = tests::run(profile_argv);
+    EXPECT_EQ(profile.exit_code(), 0) << profile;
+    config["linux"]["seccomp"] = nlohmann::json::parse(profile.out);
+    std::ofstream(bundle + "/config.json") << config.dump(2);
+    return bundle;
   }
-  config["linux"]["namespaces"] = kept;
-  config["linux"]["seccomp"] = {
-      {"defaultAction", "SCMP_ACT_ALLOW"},
-      {"listenerPath", socket_path()},
-      {"architectures", {"SCMP_ARCH_X86_64"}},
-      {"syscalls",
-       {{{"names", {"connect"}}, {"action", "SCMP_ACT_NOTIFY"}}}}};
-  std::ofstream(bundle + "/config.json") << config.dump(2);
 
-  Child container({"runc", "--root", path("runc-state"), "run", "--bundle",
-                   bundle, "keepalive-agent-test"});
-  std::optional<std::string> connected =
-      container.wait_line("connected", 20s);
-  ASSERT_TRUE(connected) << container.transcript() << agent->transcript();
-  pid_t pid = tests::word_as_int(*connected, 3);
-  std::string detail;
-  tests::Options options =
-      tests::probe_options(pid, server.port(), 5s, &detail);
-  EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
-  EXPECT_EQ(options["TCP_KEEPIDLE"], 44) << detail;
-  container.close_stdin();
-  EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
-  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
-              "keepalive-agent-test"});
+  std::vector<std::string> run_argv(const Runtime& runtime,
+                                    const std::string& bundle,
+                                    const std::string& id) {
+    std::vector<std::string> argv = runtime.prefix;
+    argv.insert(argv.end(), {"run", "--bundle", bundle, id});
+    return argv;
+  }
+
+  // One container connecting to a loopback server under `runtime`, its
+  // socket's options read back from outside.
+  void check_container(const Runtime& runtime) {
+    std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "44"});
+    Listener server;
+    std::string bundle = make_bundle(
+        "bundle", {"connect", std::to_string(server.port())}, "--keepcnt=3");
+    std::string id = std::string("keepalive-agent-test-") + runtime.name;
+    Child container(run_argv(runtime, bundle, id));
+    std::optional<std::string> connected =
+        container.wait_line("connected", 20s);
+    ASSERT_TRUE(connected) << container.transcript() << agent->transcript();
+    pid_t pid = tests::word_as_int(*connected, 3);
+    std::string detail;
+    tests::Options options =
+        tests::probe_options(pid, server.port(), 5s, &detail);
+    EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
+    EXPECT_EQ(options["TCP_KEEPIDLE"], 44) << detail;
+    EXPECT_EQ(options["TCP_KEEPCNT"], 3) << detail;  // the profile's metadata
+    EXPECT_TRUE(agent->wait_for_output("container " + id + " (pid", 5s))
+        << agent->transcript();
+    container.close_stdin();
+    EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
+    std::vector<std::string> remove = runtime.prefix;
+    remove.insert(remove.end(), {"delete", "--force", id});
+    tests::run(remove);
+  }
+};
+
+TEST_F(RuntimeTest, RuncHandsTheAgentAContainerWhoseSocketGetsTheOptions) {
+  Runtime runc = runc_runtime(path("runc-state"));
+  if (!usable(runc)) return;
+  check_container(runc);
+}
+
+TEST_F(RuntimeTest, CrunHandsTheAgentAContainerWhoseSocketGetsTheOptions) {
+  Runtime crun = crun_runtime(path("crun-state"));
+  if (!usable(crun)) return;
+  check_container(crun);
+}
+
+int rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stoi(line.substr(6));
+  }
+  return -1;
+}
+
+// 50 containers started by runc one after another, each making a few
+// connections and exiting: the agent serves each, and holds as many fds
+// and about as much memory after the last as after the tenth.
+TEST_F(RuntimeTest, FiftyContainersInTurnLeaveTheAgentAsTheyFoundIt) {
+  Runtime runc = runc_runtime(path("runc-state"));
+  if (!usable(runc)) return;
+  std::unique_ptr<Child> agent = start_agent({});
+  AcceptingServer server;
+  std::string bundle =
+      make_bundle("bundle", {"signals", "5", "--connect",
+                             std::to_string(server.port())});
+  int fds_after_10 = 0, rss_after_10 = 0;
+  for (int i = 1; i <= 50; ++i) {
+    tests::Outcome run = tests::run(
+        run_argv(runc, bundle, "churn-" + std::to_string(i)), {}, 30s);
+    ASSERT_EQ(run.exit_code(), 0) << "container " << i << ": " << run
+                                  << agent->transcript();
+    ASSERT_NE(run.out.find("errors=0 first_errno=0 missing=0"),
+              std::string::npos)
+        << run;
+    if (i == 10) {
+      // The agent takes the container's end as its listener's hang-up.
+      std::this_thread::sleep_for(100ms);
+      fds_after_10 = open_fds(agent->pid());
+      rss_after_10 = rss_kib(agent->pid());
+    }
+  }
+  std::this_thread::sleep_for(100ms);
+  int fds = open_fds(agent->pid());
+  int rss = rss_kib(agent->pid());
+  RecordProperty("agent_fds", fds);
+  RecordProperty("agent_rss_kib_after_10", rss_after_10);
+  RecordProperty("agent_rss_kib_after_50", rss);
+  EXPECT_EQ(fds, fds_after_10);
+  EXPECT_LE(rss, rss_after_10 + 128) << "KiB";
+  agent->signal_group(SIGTERM);
+  EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
 }
 
 }  // namespace
