@@ -8,6 +8,8 @@
 #   /usr/libexec/keepalive/keepalive-supervise-static   (to copy into images)
 #   /usr/share/man/man1/keepalive-supervise.1.gz
 #   /usr/share/man/man7/libkeepalive.7.gz
+#   /usr/bin/keepalive-agent, /usr/share/man/man8/keepalive-agent.8.gz
+#   /usr/lib/systemd/system/keepalive-agent.{service,socket}
 #   /usr/share/doc/keepalive/examples/...
 # The preload libraries sit in a directory the dynamic loader searches, so
 # that `LD_PRELOAD=libkeepalive.so CMD` works by bare name.
@@ -23,7 +25,7 @@ option(KEEPALIVE_INSTALL_STATIC
 find_program(KEEPALIVE_GZIP gzip REQUIRED)
 set(KEEPALIVE_MAN_DIR ${PROJECT_BINARY_DIR}/packaging/man)
 set(_keepalive_man_outputs)
-foreach(page IN ITEMS keepalive-supervise.1 libkeepalive.7)
+foreach(page IN ITEMS keepalive-supervise.1 libkeepalive.7 keepalive-agent.8)
   configure_file(${KEEPALIVE_PACKAGING_DIR}/man/${page}
     ${KEEPALIVE_MAN_DIR}/${page} @ONLY)
   add_custom_command(
@@ -45,6 +47,12 @@ if(KEEPALIVE_INSTALL_STATIC AND TARGET keepalive-supervise-static)
   install(TARGETS keepalive-supervise-static
     RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/keepalive)
 endif()
+
+# The agent's units; enabled by the administrator (systemctl enable --now
+# keepalive-agent.socket), never by the package.
+install(FILES ${KEEPALIVE_PACKAGING_DIR}/systemd/keepalive-agent.service
+  ${KEEPALIVE_PACKAGING_DIR}/systemd/keepalive-agent.socket
+  DESTINATION ${CMAKE_INSTALL_PREFIX}/lib/systemd/system)
 
 install(DIRECTORY ${KEEPALIVE_PACKAGING_DIR}/examples/
   DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
@@ -94,7 +102,10 @@ Two ways: preload libraries for dynamically linked programs
 libkeepalive_socket.so), and keepalive-supervise, a seccomp user-notify
 supervisor that covers static binaries, Go programs and every descendant,
 and works as a container entrypoint (PID 1). A statically linked
-keepalive-supervise is included to copy into container images.")
+keepalive-supervise is included to copy into container images.
+keepalive-agent serves every container of a node whose seccomp profile
+names its socket (runc, crun, containerd, Kubernetes Localhost profiles),
+and keeps serving them across its own restarts.")
 set(CPACK_STRIP_FILES ON)
 
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)

@@ -45,11 +45,12 @@ note "package: $deb"
 field() { dpkg-deb -f "$deb" "$1"; }
 [[ $(field Package) == keepalive ]] || fail "Package: $(field Package)"
 depends=$(field Depends)
-for dep in libc6; do
+# libsystemd0: keepalive-agent's fd store and socket activation.
+for dep in libc6 libsystemd0; do
   grep -q "\b$dep" <<<"$depends" || fail "Depends lacks $dep: $depends"
 done
 # The C++ runtime and libseccomp are linked into keepalive-supervise
-# (start-up); Boost is used for its headers only.
+# (start-up) and keepalive-agent; Boost is used for its headers only.
 for dep in libboost libstdc++ libseccomp; do
   grep -q "\b$dep" <<<"$depends" && fail "Depends has $dep: $depends"
 done
@@ -69,6 +70,10 @@ for path in /usr/bin/keepalive-supervise \
             /usr/libexec/keepalive/keepalive-supervise-static \
             /usr/share/man/man1/keepalive-supervise.1.gz \
             /usr/share/man/man7/libkeepalive.7.gz \
+            /usr/bin/keepalive-agent \
+            /usr/share/man/man8/keepalive-agent.8.gz \
+            /usr/lib/systemd/system/keepalive-agent.service \
+            /usr/lib/systemd/system/keepalive-agent.socket \
             /usr/share/doc/keepalive/examples/Dockerfile; do
   grep -qx "$path" <<<"$contents" || fail "the package lacks $path"
 done
@@ -168,6 +173,17 @@ note "man pages"
 LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings keepalive-supervise 2>"$SCRATCH/man.err" |
   grep -q 'keepalive-supervise' || fail "man keepalive-supervise renders nothing"
 [[ ! -s $SCRATCH/man.err ]] || fail "man keepalive-supervise warns: $(cat "$SCRATCH/man.err")"
+[[ $(man -w 8 keepalive-agent) == /usr/share/man/man8/keepalive-agent.8.gz ]] ||
+  fail "man -w 8 keepalive-agent: $(man -w 8 keepalive-agent 2>&1)"
+
+note "the agent and its units"
+/usr/bin/keepalive-agent --version | grep -q '^keepalive-agent ' ||
+  fail "keepalive-agent --version"
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify /usr/lib/systemd/system/keepalive-agent.socket \
+    /usr/lib/systemd/system/keepalive-agent.service >"$SCRATCH/verify.log" 2>&1 ||
+    fail "systemd-analyze verify: $(cat "$SCRATCH/verify.log")"
+fi
 
 # --- Remove --------------------------------------------------------------------
 dpkg_waiting -r keepalive >"$SCRATCH/dpkg-r.log" ||

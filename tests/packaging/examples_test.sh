@@ -14,8 +14,14 @@
 #   examples_test.sh kubernetes   the pod parses as YAML; the app's command
 #       starts with the path the init container copies the binary to, and
 #       the init container copies it from where the Dockerfile puts it
+#   examples_test.sh kubernetes-agent   the DaemonSet's ConfigMap holds
+#       the profile keepalive-agent-profile.json holds, which is what
+#       `keepalive-agent profile` prints (the runc and crun tests run with
+#       its output); the agent listens where the profile points, in the
+#       host's pid namespace
 #
 # Needs: KEEPALIVE_SUPERVISE, KEEPALIVE_SUPERVISE_STATIC, SOCKOPT_PROBE,
+# KEEPALIVE_AGENT (kubernetes-agent),
 # KEEPALIVE_SOURCE_DIR; DENY_SYSCALLS if built.
 source "$(dirname "$0")/lib.sh"
 bounded_self 90 "$@"
@@ -182,10 +188,44 @@ case_kubernetes() {
     fail "the init container copies $src; the Dockerfile installs ${COPIES[1]}"
 }
 
+case_kubernetes_agent() {
+  make_scratch
+  : "${KEEPALIVE_AGENT:?}"
+  "$PY" -c 'import yaml' 2>/dev/null ||
+    skip "PyYAML is missing for $PY (Debian package python3-yaml)"
+  "$KEEPALIVE_AGENT" profile >"$SCRATCH/generated.json" ||
+    fail "keepalive-agent profile failed"
+  "$PY" - "$EXAMPLES/kubernetes" "$SCRATCH/generated.json" <<'PYTHON' ||
+import json, sys, yaml
+folder, generated = sys.argv[1], sys.argv[2]
+def fail(message):
+    print(f"examples_test.sh: {message}", file=sys.stderr)
+    sys.exit(1)
+docs = list(yaml.safe_load_all(open(f"{folder}/agent-daemonset.yaml")))
+kinds = {d["kind"]: d for d in docs}
+shipped = json.load(open(f"{folder}/keepalive-agent-profile.json"))
+expected = json.load(open(generated))
+if shipped != expected:
+    fail("keepalive-agent-profile.json is not what keepalive-agent profile prints")
+config = kinds["ConfigMap"]["data"]["keepalive-agent-profile.json"]
+if json.loads(config) != expected:
+    fail("the DaemonSet's ConfigMap holds another profile")
+spec = kinds["DaemonSet"]["spec"]["template"]["spec"]
+if not spec.get("hostPID"):
+    fail("the agent must run in the host's pid namespace (hostPID)")
+argv = spec["containers"][0]["command"]
+if argv[argv.index("--socket") + 1] != expected["listenerPath"]:
+    fail("the agent listens elsewhere than the profile's listenerPath")
+PYTHON
+    fail "the Kubernetes agent example does not hold together"
+  note "profile, ConfigMap and generator agree"
+}
+
 case ${1:-} in
   dockerfile) case_dockerfile ;;
+  kubernetes-agent) case_kubernetes_agent ;;
   systemd) case_systemd ;;
   kubernetes) case_kubernetes ;;
-  *) fail "usage: examples_test.sh dockerfile|systemd|kubernetes" ;;
+  *) fail "usage: examples_test.sh dockerfile|systemd|kubernetes|kubernetes-agent" ;;
 esac
 echo "PASS: $1"

@@ -6,7 +6,9 @@
 #       every option that page documents exists; every variable the option
 #       model reads (common/settings.cc) is in libkeepalive(7) and in
 #       keepalive-supervise(1); the exit statuses are documented
-#   man_test.sh render    both pages, as built (version filled in, gzipped),
+#       and every option `keepalive-agent --help` prints is in
+#       keepalive-agent(8), and the other way round
+#   man_test.sh render    the pages, as built (version filled in, gzipped),
 #       render with man(1) and groff without a single warning
 #
 # Needs: KEEPALIVE_SUPERVISE, KEEPALIVE_MAN_DIR (the built pages),
@@ -17,7 +19,8 @@ bounded_self 60 "$@"
 : "${KEEPALIVE_SUPERVISE:?}" "${KEEPALIVE_MAN_DIR:?}" "${KEEPALIVE_SOURCE_DIR:?}"
 PAGE1=$KEEPALIVE_MAN_DIR/keepalive-supervise.1
 PAGE7=$KEEPALIVE_MAN_DIR/libkeepalive.7
-for page in "$PAGE1" "$PAGE7"; do
+PAGE8=$KEEPALIVE_MAN_DIR/keepalive-agent.8
+for page in "$PAGE1" "$PAGE7" "$PAGE8"; do
   [[ -f $page && -f $page.gz ]] || fail "$page(.gz) not built"
 done
 
@@ -82,13 +85,34 @@ case_options() {
     grep -q "\b$status\b" <<<"$help" || fail "--help does not mention exit status $status"
   done
   grep -q '128+' <<<"$section" || fail "128+N is not documented"
+  case_agent_options
+}
+
+# keepalive-agent(8) against `keepalive-agent --help` and `profile --help`.
+case_agent_options() {
+  : "${KEEPALIVE_AGENT:?}"
+  local help text option missing=()
+  help=$("$KEEPALIVE_AGENT" --help; "$KEEPALIVE_AGENT" profile --help)
+  text=$(plain "$PAGE8")
+  for option in $(grep -o -- '--[a-z][a-z-]*' <<<"$help" | sort -u) -v -h; do
+    grep -q -- "$option\b" <<<"$text" || missing+=("$option")
+  done
+  (( ${#missing[@]} == 0 )) ||
+    fail "keepalive-agent(8) lacks options from --help: ${missing[*]}"
+  for option in $(sed -n '/^\.SH OPTIONS/,/^\.SH /{/^\.TP/{n;p}}' <<<"$text" |
+                  grep -o -- '--[a-z][a-z-]*' | sort -u); do
+    grep -q -- "$option\b" <<<"$help" || missing+=("$option")
+  done
+  (( ${#missing[@]} == 0 )) ||
+    fail "keepalive-agent(8) documents options --help does not know: ${missing[*]}"
+  note "keepalive-agent(8) documents every option of its --help"
 }
 
 case_render() {
   local page out err
   command -v man >/dev/null || skip "man is missing (Debian package man-db)"
   command -v groff >/dev/null || skip "groff is missing (Debian package groff-base)"
-  for page in "$PAGE1" "$PAGE7"; do
+  for page in "$PAGE1" "$PAGE7" "$PAGE8"; do
     ! grep -q '@[A-Z_]*@' "$page" || fail "$page has an unfilled @VARIABLE@"
     err=$(groff -man -ww -z -Tutf8 "$page" 2>&1) ||
       fail "groff failed on $page: $err"
