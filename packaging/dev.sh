@@ -4,6 +4,8 @@
 #   packaging/dev.sh build   install missing dependencies, configure, build
 #   packaging/dev.sh demo    build, then show the TCP options the kernel
 #                            reports on a client run with libkeepalive.so
+#   packaging/dev.sh demo agent   build, then run a runc container handed
+#                            to keepalive-agent and show its socket's options
 #   packaging/dev.sh test    build, then run the whole test suite
 #   packaging/dev.sh bench   build, then benchmark every mode
 #                            against bare; prints a table, writes a chart
@@ -42,7 +44,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -181,6 +183,78 @@ demo() {
   trap - EXIT INT TERM
 }
 
+# A runc container whose profile (keepalive-agent profile) hands it to a
+# keepalive-agent started here; its socket's options read from outside.
+demo_agent() {
+  build
+  [[ $EUID -eq 0 ]] || die "demo agent runs runc and the agent: run it as root"
+  local probe="$BUILD/tests/helpers/sockopt_probe"
+  local agent="$BUILD/agent/keepalive-agent"
+  local dir port line pid
+  dir=$(mktemp -d /tmp/keepalive-demo.XXXXXX)
+  trap 'stop_demo_processes; runc --root "$dir/state" delete --force keepalive-demo >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+  trap 'exit 130' INT TERM
+  port=$(free_port)
+  start_server "$port"
+
+  "$agent" --socket "$dir/agent.sock" --keepidle 30 -v 2>"$dir/agent.log" &
+  DEMO_PIDS+=($!)
+  for _ in $(seq 100); do
+    [[ -S $dir/agent.sock ]] && break
+    sleep 0.05
+  done
+
+  mkdir -p "$dir/bundle/rootfs"
+  cp "$BUILD/tests/helpers/raw_tcp" "$dir/bundle/rootfs/raw_tcp"
+  runc spec --bundle "$dir/bundle"
+  "$agent" profile --socket "$dir/agent.sock" --metadata "--keepcnt=4" \
+    >"$dir/profile.json"
+  # The container: the static client, in the host's network namespace (to
+  # reach the demo server) and pid namespace (for sockopt_probe).
+  python3 - "$dir/bundle/config.json" "$dir/profile.json" "$port" <<'PYTHON'
+import json, sys
+path, profile, port = sys.argv[1:]
+config = json.load(open(path))
+config["process"]["terminal"] = False
+config["process"]["args"] = ["/raw_tcp", "connect", port]
+config["linux"]["namespaces"] = [
+    ns for ns in config["linux"]["namespaces"]
+    if ns["type"] not in ("network", "pid")]
+config["linux"]["seccomp"] = json.load(open(profile))
+json.dump(config, open(path, "w"), indent=2)
+PYTHON
+  mkfifo "$dir/stdin"
+  runc --root "$dir/state" run --bundle "$dir/bundle" keepalive-demo \
+    <"$dir/stdin" >"$dir/container.out" 2>&1 &
+  DEMO_PIDS+=($!)
+  exec 8>"$dir/stdin"  # holds the container's stdin open
+  for _ in $(seq 200); do
+    line=$(grep -m1 '^connected' "$dir/container.out" || true)
+    [[ -n $line ]] && break
+    sleep 0.05
+  done
+  [[ -n $line ]] || die "the container never connected: $(cat "$dir/container.out")"
+  pid=$(awk '{ print $4 }' <<<"$line")
+
+  echo
+  echo "A runc container whose seccomp profile (keepalive-agent profile"
+  echo "--metadata '--keepcnt=4') hands connect() to keepalive-agent --keepidle 30:"
+  echo
+  sed 's/^/  /' "$dir/agent.log"
+  echo
+  echo "Its socket, read from outside by sockopt_probe:"
+  local name value
+  while read -r name value; do
+    printf '  %-17s %-8s %s\n' "$name" "$value" "$(meaning "$name")"
+  done < <("$probe" "$pid" "$port" 5000)
+  echo
+  exec 8>&-
+  stop_demo_processes
+  runc --root "$dir/state" delete --force keepalive-demo >/dev/null 2>&1 || true
+  rm -rf "$dir"
+  trap - EXIT INT TERM
+}
+
 # --- test --------------------------------------------------------------------
 
 run_tests() {
@@ -206,7 +280,12 @@ bench() {
 
 case "${1:-}" in
   build) build ;;
-  demo) demo ;;
+  demo)
+    case "${2:-}" in
+      "") demo ;;
+      agent) demo_agent ;;
+      *) usage ;;
+    esac ;;
   test) run_tests ;;
   bench) bench ;;
   *) usage ;;
