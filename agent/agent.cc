@@ -14,10 +14,17 @@
 #include <string>
 #include <utility>
 
+#include <boost/asio/write.hpp>
+
 #include "supervisor/log.h"
 
 namespace keepalive::agent {
 namespace {
+
+// Asio opens and accepts sockets without close-on-exec; a re-exec
+// (fd_store.h) passes on exactly the fds it names.
+void mark_cloexec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
+
 
 namespace asio = boost::asio;
 using Local = asio::local::stream_protocol;
@@ -83,16 +90,21 @@ struct Agent::Connection {
 // gone. `ready` watches a duplicate of the listener fd (Asio closes what
 // it holds; the listener closes its own).
 struct Agent::Container {
-  Container(asio::io_context& io, std::string name_, std::string tag_,
-            UniqueFd record_, std::unique_ptr<KernelListener> listener_,
-            const HandlerOptions& options, int ready_fd)
+  Container(asio::io_context& io, std::string name_, pid_t pid_,
+             std::string tag_, UniqueFd record_,
+             std::unique_ptr<KernelListener> listener_,
+             const HandlerOptions& options, int ready_fd)
       : name(std::move(name_)),
+        pid(pid_),
+        settings(describe(options)),
         tag(std::move(tag_)),
         record(std::move(record_)),
         listener(std::move(listener_)),
         server(*listener, options),
         ready(io, ready_fd) {}
   std::string name;
+  pid_t pid;             // as the runtime reported it
+  std::string settings;  // describe()'s, for status
   std::string tag;    // its fds' names in the store: listener-TAG, record-TAG
   UniqueFd record;    // save_record's, for the store and a re-exec
   std::unique_ptr<KernelListener> listener;
@@ -161,14 +173,13 @@ void Agent::adopt(std::vector<NamedFd> fds) {
   }
 }
 
-Result<std::string> Agent::listen() {
-  const std::string& path = options_.socket_path;
-  if (acceptor_) {
-    accept_next();
-    boost::system::error_code error;
-    Local::endpoint where = acceptor_->local_endpoint(error);
-    return error ? std::string("an inherited socket") : where.path();
-  }
+namespace {
+
+// A listening socket at `path`: its directory made 0750 if missing, the
+// socket 0660, a stale socket left by an earlier agent replaced. Fails,
+// saying why, if the path is taken by something else or a live agent.
+Result<std::unique_ptr<Local::acceptor>> bind_socket(asio::io_context& io,
+                                                     const std::string& path) {
   std::string dir = directory_of(path);
   if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
     return errno_error("creating " + dir);
@@ -192,15 +203,46 @@ Result<std::string> Agent::listen() {
     }
     unlink(path.c_str());
   }
+  auto acceptor = std::make_unique<Local::acceptor>(io);
   try {
-    acceptor_ = std::make_unique<Local::acceptor>(io_);
-    acceptor_->open();
-    acceptor_->bind(Local::endpoint(path));
-    acceptor_->listen();
+    acceptor->open();
+    mark_cloexec(acceptor->native_handle());
+    acceptor->bind(Local::endpoint(path));
+    acceptor->listen();
   } catch (const std::exception& e) {
     return std::unexpected(SysError{0, "listening on " + path + ": " + e.what()});
   }
   if (chmod(path.c_str(), 0660) != 0) return errno_error("chmod " + path);
+  return acceptor;
+}
+
+// Whether the peer of `fd` may talk to the agent: root or our own user.
+bool trusted_peer(int fd, ucred* peer) {
+  socklen_t length = sizeof *peer;
+  return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, peer, &length) == 0 &&
+         (peer->uid == 0 || peer->uid == geteuid());
+}
+
+}  // namespace
+
+Result<std::string> Agent::listen() {
+  if (!options_.control_path.empty()) {
+    Result<std::unique_ptr<Local::acceptor>> control =
+        bind_socket(io_, options_.control_path);
+    if (!control) return std::unexpected(control.error());
+    control_ = std::move(*control);
+    accept_control();
+  }
+  if (acceptor_) {
+    accept_next();
+    boost::system::error_code error;
+    Local::endpoint where = acceptor_->local_endpoint(error);
+    return error ? std::string("an inherited socket") : where.path();
+  }
+  const std::string& path = options_.socket_path;
+  Result<std::unique_ptr<Local::acceptor>> bound = bind_socket(io_, path);
+  if (!bound) return std::unexpected(bound.error());
+  acceptor_ = std::move(*bound);
   // Runtimes that connect while the agent restarts wait in the backlog.
   if (Result<void> kept = service_.keep(acceptor_->native_handle(),
                                         kSocketName);
@@ -209,6 +251,46 @@ Result<std::string> Agent::listen() {
   }
   accept_next();
   return path;
+}
+
+void Agent::accept_control() {
+  auto peer = std::make_shared<Local::socket>(io_);
+  control_->async_accept(
+      *peer, [this, peer](const boost::system::error_code& error) {
+        if (error == asio::error::operation_aborted) return;
+        if (!error) {
+          mark_cloexec(peer->native_handle());
+          ucred cred{};
+          auto text = std::make_shared<std::string>(
+              trusted_peer(peer->native_handle(), &cred)
+                  ? status()
+                  : "only root may ask keepalive-agent for its status\n");
+          asio::async_write(*peer, asio::buffer(*text),
+                            [peer, text](const boost::system::error_code&,
+                                         size_t) {});
+        }
+        accept_control();
+      });
+}
+
+std::string Agent::status() const {
+  std::string text = std::to_string(containers_.size()) +
+                     (containers_.size() == 1 ? " container" : " containers") +
+                     (service_.present() ? ", listeners kept in the "
+                                           "service manager's fd store"
+                                         : ", no fd store (a restart fails "
+                                           "their calls)") +
+                     "\n";
+  for (const auto& [key, container] : containers_) {
+    const HandlerStats& stats = container->server.handler().stats();
+    text += container->name + ": pid " + std::to_string(container->pid) +
+            ", sockets given options " +
+            std::to_string(stats.in_place + stats.emulated) +
+            ", options failed " + std::to_string(stats.option_failures) +
+            ", unreachable " + std::to_string(stats.unreachable) + "; " +
+            container->settings + "\n";
+  }
+  return text;
 }
 
 std::vector<std::pair<int, std::string>> Agent::passable_fds() const {
@@ -247,13 +329,11 @@ void Agent::accept_next() {
 }
 
 void Agent::read_state(std::shared_ptr<Connection> connection) {
-  int fd = connection->socket.native_handle();
+  mark_cloexec(connection->socket.native_handle());
   // Only root (or our own user) hands us a listener: anyone else could
   // make us act on processes it names.
   ucred peer{};
-  socklen_t length = sizeof peer;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
-      (peer.uid != 0 && peer.uid != geteuid())) {
+  if (!trusted_peer(connection->socket.native_handle(), &peer)) {
     warnings_.limited("peer", "refused a connection from uid " +
                                   std::to_string(peer.uid) + " (pid " +
                                   std::to_string(peer.pid) +
@@ -353,8 +433,9 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
     }
   }
   containers_.emplace(key, std::make_unique<Container>(
-                               io_, name, std::move(tag), std::move(record),
-                               std::move(*listener), handler, ready_fd));
+                               io_, name, state.pid, std::move(tag),
+                               std::move(record), std::move(*listener),
+                               handler, ready_fd));
   if (options_.handler.verbose) {
     log_line(name + " (pid " + std::to_string(state.pid) + "): serving" +
              (adopted ? " again" : "") + ", " + describe(handler));

@@ -37,6 +37,8 @@ namespace keepalive::agent {
 
 struct AgentOptions {
   std::string socket_path;
+  // Where `keepalive-agent status` asks; empty: no control socket.
+  std::string control_path;
   HandlerOptions handler;  // the node-wide settings and -v, for every container
   // A container whose own settings are invalid gets no options, instead of
   // the node's.
@@ -75,6 +77,11 @@ class Agent {
 
   ServiceManager& service_manager() { return service_; }
 
+  // What `keepalive-agent status` prints: one line for the agent, then one
+  // per container served (name, pid, sockets given options, failures, its
+  // settings).
+  std::string status() const;
+
  private:
   struct Connection;
   struct Container;
@@ -84,6 +91,8 @@ class Agent {
   void serve(ContainerState state, UniqueFd record, std::string tag);
 
   void accept_next();
+  // Answers each connection to the control socket with status().
+  void accept_control();
   // Checks the peer and starts the message's deadline.
   void read_state(std::shared_ptr<Connection> connection);
   // Reads what has come whenever the connection is readable.
@@ -94,6 +103,7 @@ class Agent {
   boost::asio::io_context& io_;
   AgentOptions options_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
+  std::unique_ptr<boost::asio::local::stream_protocol::acceptor> control_;
   boost::asio::steady_timer retry_;  // accepting again after a failure
   Warnings warnings_;
   ServiceManager service_;

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -17,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <functional>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -37,6 +40,7 @@ constexpr char kDefaultSocket[] = "/run/keepalive/agent.sock";
 constexpr char kHelp[] =
     "Usage: keepalive-agent [OPTION]...\n"
     "  or:  keepalive-agent profile [--base=FILE] [--metadata=OPTIONS]...\n"
+    "  or:  keepalive-agent status [--control=PATH]\n"
     "Serve the seccomp listeners that OCI runtimes hand over for containers\n"
     "whose seccomp profile names this agent's socket (listenerPath), and\n"
     "give those containers' TCP sockets keepalive and TCP_USER_TIMEOUT. The\n"
@@ -45,6 +49,8 @@ constexpr char kHelp[] =
     "\n"
     "      --socket=PATH        where runtimes connect\n"
     "                             (default /run/keepalive/agent.sock)\n"
+    "      --control=PATH       where keepalive-agent status asks (default:\n"
+    "                             control.sock beside the socket)\n"
     "\n"
     "Node-wide settings (a container's own come from its profile's\n"
     "listenerMetadata and then its annotation org.keepalive.options, in the\n"
@@ -71,6 +77,7 @@ constexpr char kHelp[] =
 
 enum Key : int {
   kSocket = 256,
+  kControl,
   kMode,
   kStrict,
   kVersion,
@@ -83,6 +90,7 @@ enum Key : int {
 std::vector<option> long_options() {
   std::vector<option> options = {
       {"socket", required_argument, nullptr, kSocket},
+      {"control", required_argument, nullptr, kControl},
       {"mode", required_argument, nullptr, kMode},
       {"strict", no_argument, nullptr, kStrict},
       {"debug", no_argument, nullptr, kDebug},
@@ -195,9 +203,64 @@ int run_profile(int argc, char** argv) {
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
+// The control socket beside `socket_path`: DIR/control.sock.
+std::string control_beside(const std::string& socket_path) {
+  size_t slash = socket_path.rfind('/');
+  return slash == std::string::npos
+             ? "control.sock"
+             : socket_path.substr(0, slash + 1) + "control.sock";
+}
+
+// keepalive-agent status [--control=PATH]
+int run_status(int argc, char** argv) {
+  std::string path = control_beside(kDefaultSocket);
+  for (int i = 1; i < argc; ++i) {
+    std::string_view word = argv[i];
+    if (word.starts_with("--control=") && word.size() > 10) {
+      path = word.substr(10);
+    } else if (word == "--control" && i + 1 < argc) {
+      path = argv[++i];
+    } else if (word == "--help" || word == "-h") {
+      fputs("Usage: keepalive-agent status [--control=PATH]\n"
+            "Print what the running agent serves: one line per container\n"
+            "(pid, sockets given options, failures, settings).\n"
+            "PATH defaults to /run/keepalive/control.sock.\n",
+            stdout);
+      return 0;
+    } else {
+      return usage("status: unexpected argument " + quoted(word));
+    }
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return usage("status: --control: path too long");
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid() ||
+      connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) !=
+          0) {
+    log_line("status: no agent answers on " + keepalive::quoted(path) + ": " +
+             strerror(errno));
+    return 1;
+  }
+  char buf[16 * 1024];
+  for (;;) {
+    ssize_t n = read(sock.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    fwrite(buf, 1, static_cast<size_t>(n), stdout);
+  }
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int run(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "profile") == 0) {
     return run_profile(argc - 1, argv + 1);
+  }
+  if (argc > 1 && strcmp(argv[1], "status") == 0) {
+    return run_status(argc - 1, argv + 1);
   }
   AgentOptions options;
   options.socket_path = kDefaultSocket;
@@ -225,6 +288,10 @@ int run(int argc, char** argv) {
       case kSocket:
         if (*optarg == '\0') return usage("--socket: empty path");
         options.socket_path = optarg;
+        break;
+      case kControl:
+        if (*optarg == '\0') return usage("--control: empty path");
+        options.control_path = optarg;
         break;
       case kMode: {
         auto named = mode_flag_value(optarg);
@@ -254,6 +321,9 @@ int run(int argc, char** argv) {
     return usage("unexpected argument " + quoted(argv[optind]));
   }
 
+  if (options.control_path.empty()) {
+    options.control_path = control_beside(options.socket_path);
+  }
   Result<Identity> own = own_identity();
   if (!own) {
     log_line(own.error().message());

@@ -127,6 +127,7 @@ void NotificationHandler::answered(const seccomp_notif& req,
   }
   if (how != Answered::kAsDecided) return;
   ++stats_.emulated;
+  if (verdict.report.any_failed()) ++stats_.option_failures;
   if (options_.verbose) {
     ApplyReport report = verdict.report;
     report.fd = target_fd;
@@ -167,6 +168,7 @@ Verdict NotificationHandler::apply_in_place(const seccomp_notif& req,
       }
     }
     if (err == EPERM) {
+      ++stats_.unreachable;
       warnings_.once("getfd",
                      "pidfd_getfd on pid " + std::to_string(req.pid) +
                          " refused (EPERM); its sockets get no options (a "
@@ -186,6 +188,8 @@ Verdict NotificationHandler::apply_in_place(const seccomp_notif& req,
   if (options_ring_.classify(copy.get()) == SocketKind::kTcp) {
     ApplyReport report =
         options_ring_.apply(copy.get(), options_.settings, mode);
+    ++stats_.in_place;
+    if (report.any_failed()) ++stats_.option_failures;
     if (options_.verbose) {
       report.fd = target_fd;
       log_line(describe(report, static_cast<pid_t>(req.pid), "in place"));

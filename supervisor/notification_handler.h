@@ -39,7 +39,12 @@ struct HandlerOptions {
 
 // Counters, for tests and -v.
 struct HandlerStats {
+  uint64_t in_place = 0;  // TCP sockets of the caller's given options
   uint64_t emulated = 0;  // sockets created and injected with options
+  // Sockets on which some option failed, and calls whose socket could not
+  // be reached (pidfd_getfd refused, say): those went on without options.
+  uint64_t option_failures = 0;
+  uint64_t unreachable = 0;
   // Emulated sockets left in a target whose call a signal withdrew after
   // the fd was added (without WAIT_KILLABLE_RECV only).
   uint64_t leaked = 0;

@@ -380,6 +380,33 @@ TEST_F(AgentTest, EachContainerGetsItsOwnSettings) {
       << agent->transcript();
 }
 
+// keepalive-agent status: a line per container, with what it got.
+TEST_F(AgentTest, StatusSaysWhatEachContainerGot) {
+  std::unique_ptr<Child> agent = start_agent({});
+  Listener server;
+  Child target({KEEPALIVE_OCI_RUNTIME, socket_path(), "seen", "--metadata",
+                "--keepidle=61", "--", tests::raw_tcp_path(), "connect",
+                std::to_string(server.port())});
+  ASSERT_TRUE(target.wait_line("connected", 10s)) << target.transcript();
+  tests::Outcome status = tests::run(
+      {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
+  EXPECT_EQ(status.exit_code(), 0) << status;
+  EXPECT_NE(status.out.find("1 container, no fd store"), std::string::npos)
+      << status;
+  EXPECT_NE(status.out.find("container seen: pid " +
+                            std::to_string(target.pid()) +
+                            ", sockets given options 1, options failed 0, "
+                            "unreachable 0; mode socket, keepidle 61"),
+            std::string::npos)
+      << status;
+  target.close_stdin();
+  EXPECT_EQ(target.wait_exit(10s), 0);
+  tests::Outcome none = tests::run(
+      {KEEPALIVE_AGENT, "status", "--control", path("run/nothing.sock")});
+  EXPECT_EQ(none.exit_code(), 1) << none;
+  EXPECT_NE(none.err.find("no agent answers on"), std::string::npos) << none;
+}
+
 // A bad value: one line naming the container and the value; the container
 // is served with the node's settings, or with none under --strict. Its
 // calls succeed either way.
