@@ -178,12 +178,11 @@ namespace {
 // A listening socket at `path`: its directory made 0750 if missing, the
 // socket 0660, a stale socket left by an earlier agent replaced. Fails,
 // saying why, if the path is taken by something else or a live agent.
-Result<std::unique_ptr<Local::acceptor>> bind_socket(asio::io_context& io,
-                                                     const std::string& path) {
+Result<std::unique_ptr<Local::acceptor>> bind_socket(
+    asio::io_context& io, const std::string& path, std::optional<gid_t> group) {
   std::string dir = directory_of(path);
-  if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
-    return errno_error("creating " + dir);
-  }
+  bool created = mkdir(dir.c_str(), 0750) == 0;
+  if (!created && errno != EEXIST) return errno_error("creating " + dir);
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
@@ -213,14 +212,25 @@ Result<std::unique_ptr<Local::acceptor>> bind_socket(asio::io_context& io,
     return std::unexpected(SysError{0, "listening on " + path + ": " + e.what()});
   }
   if (chmod(path.c_str(), 0660) != 0) return errno_error("chmod " + path);
+  // A directory made here goes to the group too; one that was there is
+  // the administrator's to open.
+  if (group && (chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0 ||
+                (created &&
+                 chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0))) {
+    return errno_error("giving " + path + " to group " +
+                       std::to_string(*group));
+  }
   return acceptor;
 }
 
-// Whether the peer of `fd` may talk to the agent: root or our own user.
-bool trusted_peer(int fd, ucred* peer) {
+// Whether the peer of `fd` may talk to the agent: root, our own user, or
+// a process whose group is `group` (its primary group: SO_PEERCRED does
+// not carry the supplementary ones).
+bool trusted_peer(int fd, ucred* peer, std::optional<gid_t> group) {
   socklen_t length = sizeof *peer;
   return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, peer, &length) == 0 &&
-         (peer->uid == 0 || peer->uid == geteuid());
+         (peer->uid == 0 || peer->uid == geteuid() ||
+          (group && peer->gid == *group));
 }
 
 }  // namespace
@@ -228,7 +238,7 @@ bool trusted_peer(int fd, ucred* peer) {
 Result<std::string> Agent::listen() {
   if (!options_.control_path.empty()) {
     Result<std::unique_ptr<Local::acceptor>> control =
-        bind_socket(io_, options_.control_path);
+        bind_socket(io_, options_.control_path, options_.group);
     if (!control) return std::unexpected(control.error());
     control_ = std::move(*control);
     accept_control();
@@ -240,7 +250,7 @@ Result<std::string> Agent::listen() {
     return error ? std::string("an inherited socket") : where.path();
   }
   const std::string& path = options_.socket_path;
-  Result<std::unique_ptr<Local::acceptor>> bound = bind_socket(io_, path);
+  Result<std::unique_ptr<Local::acceptor>> bound = bind_socket(io_, path, options_.group);
   if (!bound) return std::unexpected(bound.error());
   acceptor_ = std::move(*bound);
   // Runtimes that connect while the agent restarts wait in the backlog.
@@ -262,7 +272,7 @@ void Agent::accept_control() {
           mark_cloexec(peer->native_handle());
           ucred cred{};
           auto text = std::make_shared<std::string>(
-              trusted_peer(peer->native_handle(), &cred)
+              trusted_peer(peer->native_handle(), &cred, options_.group)
                   ? status()
                   : "only root may ask keepalive-agent for its status\n");
           asio::async_write(*peer, asio::buffer(*text),
@@ -333,12 +343,13 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
   // Only root (or our own user) hands us a listener: anyone else could
   // make us act on processes it names.
   ucred peer{};
-  if (!trusted_peer(connection->socket.native_handle(), &peer)) {
+  if (!trusted_peer(connection->socket.native_handle(), &peer,
+                    options_.group)) {
     warnings_.limited("peer", "refused a connection from uid " +
                                   std::to_string(peer.uid) + " (pid " +
                                   std::to_string(peer.pid) +
-                                  "): only root may hand the agent a "
-                                  "listener");
+                                  "): only root (or --group) may hand the "
+                                  "agent a listener");
     return;
   }
   connection->socket.non_blocking(true);

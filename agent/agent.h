@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <expected>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -39,6 +40,8 @@ struct AgentOptions {
   std::string socket_path;
   // Where `keepalive-agent status` asks; empty: no control socket.
   std::string control_path;
+  // Besides root, processes of this group may connect (--group).
+  std::optional<gid_t> group;
   HandlerOptions handler;  // the node-wide settings and -v, for every container
   // A container whose own settings are invalid gets no options, instead of
   // the node's.

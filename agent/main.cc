@@ -3,6 +3,7 @@
 // profile names the agent's socket as its listenerPath, and puts the TCP
 // keepalive options on those containers' sockets.
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,8 @@ constexpr char kHelp[] =
     "                             (default /run/keepalive/agent.sock)\n"
     "      --control=PATH       where keepalive-agent status asks (default:\n"
     "                             control.sock beside the socket)\n"
+    "      --group=GROUP        let this group (a process's primary group)\n"
+    "                             use both sockets too; default: root only\n"
     "\n"
     "Node-wide settings (a container's own come from its profile's\n"
     "listenerMetadata and then its annotation org.keepalive.options, in the\n"
@@ -78,6 +81,7 @@ constexpr char kHelp[] =
 enum Key : int {
   kSocket = 256,
   kControl,
+  kGroup,
   kMode,
   kStrict,
   kVersion,
@@ -91,6 +95,7 @@ std::vector<option> long_options() {
   std::vector<option> options = {
       {"socket", required_argument, nullptr, kSocket},
       {"control", required_argument, nullptr, kControl},
+      {"group", required_argument, nullptr, kGroup},
       {"mode", required_argument, nullptr, kMode},
       {"strict", no_argument, nullptr, kStrict},
       {"debug", no_argument, nullptr, kDebug},
@@ -293,6 +298,15 @@ int run(int argc, char** argv) {
         if (*optarg == '\0') return usage("--control: empty path");
         options.control_path = optarg;
         break;
+      case kGroup: {
+        errno = 0;
+        const group* found = getgrnam(optarg);
+        if (found == nullptr) {
+          return usage("--group: no group named " + quoted(optarg));
+        }
+        options.group = found->gr_gid;
+        break;
+      }
       case kMode: {
         auto named = mode_flag_value(optarg);
         if (!named) return usage(named.error());

@@ -3,6 +3,8 @@
 // (tests/helpers/oci_runtime), with the options read back from outside.
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <gtest/gtest.h>
 #include <linux/filter.h>
@@ -378,6 +380,43 @@ TEST_F(AgentTest, EachContainerGetsItsOwnSettings) {
   EXPECT_TRUE(agent->wait_for_output("container c (pid", 1s));
   EXPECT_NE(agent->err().find("serving, mode listen"), std::string::npos)
       << agent->transcript();
+}
+
+// --group: processes of that (primary) group may hand over a listener;
+// others still may not.
+TEST_F(AgentTest, GroupLetsItsProcessesHandOverAListener) {
+  const group* nogroup = getgrnam("nogroup");
+  if (nogroup == nullptr) GTEST_SKIP() << "no group named nogroup here";
+  std::string gid = std::to_string(nogroup->gr_gid);
+  // The scratch directory is root's alone; the agent makes run/ for the
+  // group.
+  ASSERT_EQ(chmod(path("").c_str(), 0755), 0);
+  std::unique_ptr<Child> agent = start_agent({"--group", "nogroup"});
+  struct stat st {};
+  ASSERT_EQ(stat(socket_path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, nogroup->gr_gid);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+
+  Listener server;
+  Child member({"setpriv", "--reuid=65534", "--regid=" + gid,
+                "--clear-groups", KEEPALIVE_OCI_RUNTIME, socket_path(),
+                "member", "--", tests::raw_tcp_path(), "connect",
+                std::to_string(server.port())});
+  ASSERT_TRUE(member.wait_line("connected", 10s))
+      << member.transcript() << agent->transcript();
+  tests::Options options = tests::probe_options(member.pid(), server.port());
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1);
+  member.close_stdin();
+  EXPECT_EQ(member.wait_exit(10s), 0);
+
+  // In the group only as a supplementary one: the file system lets it
+  // connect, SO_PEERCRED does not show the group, and the agent refuses.
+  tests::Outcome refused = tests::run(
+      {"setpriv", "--reuid=65534", "--regid=65533", "--groups=" + gid, "--",
+       KEEPALIVE_OCI_RUNTIME, socket_path(), "stranger", "--", "true"});
+  EXPECT_TRUE(agent->wait_for_output("refused a connection from uid 65534",
+                                     5s))
+      << refused << agent->transcript();
 }
 
 // keepalive-agent status: a line per container, with what it got.
