@@ -14,6 +14,8 @@
 #include <string>
 #include <utility>
 
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 
 #include "supervisor/log.h"
@@ -90,11 +92,13 @@ struct Agent::Connection {
 // gone. `ready` watches a duplicate of the listener fd (Asio closes what
 // it holds; the listener closes its own).
 struct Agent::Container {
-  Container(asio::io_context& io, std::string name_, pid_t pid_,
+  Container(asio::io_context& io, std::string id_, std::string name_,
+            pid_t pid_,
              std::string tag_, UniqueFd record_,
              std::unique_ptr<KernelListener> listener_,
              const HandlerOptions& options, int ready_fd)
-      : name(std::move(name_)),
+      : id(std::move(id_)),
+        name(std::move(name_)),
         pid(pid_),
         settings(describe(options)),
         tag(std::move(tag_)),
@@ -102,6 +106,7 @@ struct Agent::Container {
         listener(std::move(listener_)),
         server(*listener, options),
         ready(io, ready_fd) {}
+  std::string id;        // the runtime's, quoted; may be empty
   std::string name;
   pid_t pid;             // as the runtime reported it
   std::string settings;  // describe()'s, for status
@@ -283,6 +288,156 @@ void Agent::accept_control() {
       });
 }
 
+Result<std::string> Agent::serve_metrics(const std::string& address) {
+  size_t colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code error;
+  asio::ip::address ip = asio::ip::make_address(host, error);
+  unsigned long port = 0;
+  char* end = nullptr;
+  if (colon != std::string::npos) {
+    port = strtoul(address.c_str() + colon + 1, &end, 10);
+  }
+  if (error || end == nullptr || *end != '\0' ||
+      end == address.c_str() + colon + 1 || port > 65535) {
+    return std::unexpected(SysError{
+        0, "--metrics: invalid address '" + address +
+               "' (expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464)"});
+  }
+  asio::ip::tcp::endpoint endpoint(ip, static_cast<uint16_t>(port));
+  metrics_ = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  try {
+    metrics_->open(endpoint.protocol());
+    mark_cloexec(metrics_->native_handle());
+    metrics_->set_option(asio::socket_base::reuse_address(true));
+    metrics_->bind(endpoint);
+    metrics_->listen();
+  } catch (const std::exception& e) {
+    metrics_.reset();
+    return std::unexpected(
+        SysError{0, "--metrics: listening on " + address + ": " + e.what()});
+  }
+  accept_metrics();
+  asio::ip::tcp::endpoint bound = metrics_->local_endpoint(error);
+  std::string where = bound.address().to_string();
+  if (bound.address().is_v6()) where = "[" + where + "]";
+  return where + ":" + std::to_string(bound.port());
+}
+
+namespace {
+
+// One scrape: the request read (up to a blank line, 8 KiB, 5 s), then the
+// metrics in the Prometheus text format, and the connection closed.
+struct Scrape {
+  explicit Scrape(asio::io_context& io) : socket(io), timer(io) {}
+  asio::ip::tcp::socket socket;
+  asio::steady_timer timer;
+  asio::streambuf request{8 * 1024};
+  std::string response;
+};
+
+}  // namespace
+
+void Agent::accept_metrics() {
+  auto scrape = std::make_shared<Scrape>(io_);
+  metrics_->async_accept(
+      scrape->socket, [this, scrape](const boost::system::error_code& error) {
+        if (error == asio::error::operation_aborted) return;
+        if (!error) {
+          mark_cloexec(scrape->socket.native_handle());
+          scrape->timer.expires_after(kStateTimeout);
+          scrape->timer.async_wait([scrape](const boost::system::error_code& e) {
+            if (e) return;
+            boost::system::error_code ignored;
+            scrape->socket.close(ignored);
+          });
+          asio::async_read_until(
+              scrape->socket, scrape->request, "\r\n\r\n",
+              [this, scrape](const boost::system::error_code& e, size_t) {
+                if (e) {
+                  scrape->timer.cancel();
+                  return;
+                }
+                std::string body = metrics();
+                scrape->response =
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; "
+                    "version=0.0.4\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
+                asio::async_write(
+                    scrape->socket, asio::buffer(scrape->response),
+                    [scrape](const boost::system::error_code&, size_t) {
+                      scrape->timer.cancel();
+                      boost::system::error_code ignored;
+                      scrape->socket.shutdown(asio::ip::tcp::socket::shutdown_both,
+                                              ignored);
+                    });
+              });
+        }
+        accept_metrics();
+      });
+}
+
+namespace {
+
+// A label value as the text format wants it: \\, \" and \n escaped.
+std::string label(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Agent::metrics() const {
+  std::string text =
+      "# HELP keepalive_agent_containers Containers served now.\n"
+      "# TYPE keepalive_agent_containers gauge\n"
+      "keepalive_agent_containers " + std::to_string(containers_.size()) +
+      "\n"
+      "# HELP keepalive_agent_refused_messages_total Runtime messages "
+      "refused (bad JSON, no listener, too slow).\n"
+      "# TYPE keepalive_agent_refused_messages_total counter\n"
+      "keepalive_agent_refused_messages_total " +
+      std::to_string(refused_messages_) + "\n";
+  struct Family {
+    const char* name;
+    const char* help;
+    uint64_t (*value)(const HandlerStats&);
+  };
+  const Family families[] = {
+      {"keepalive_agent_sockets_total", "Sockets given options.",
+       [](const HandlerStats& s) { return s.in_place + s.emulated; }},
+      {"keepalive_agent_option_failures_total",
+       "Sockets on which some option failed.",
+       [](const HandlerStats& s) { return s.option_failures; }},
+      {"keepalive_agent_unreachable_total",
+       "Calls whose socket could not be reached (pidfd_getfd refused).",
+       [](const HandlerStats& s) { return s.unreachable; }},
+  };
+  for (const Family& family : families) {
+    text += std::string("# HELP ") + family.name + " " + family.help + "\n" +
+            "# TYPE " + family.name + " counter\n";
+    for (const auto& [key, container] : containers_) {
+      text += std::string(family.name) + "{container=\"" +
+              label(container->id) + "\",pid=\"" +
+              std::to_string(container->pid) + "\"} " +
+              std::to_string(family.value(container->server.handler().stats())) +
+              "\n";
+    }
+  }
+  return text;
+}
+
 std::string Agent::status() const {
   std::string text = std::to_string(containers_.size()) +
                      (containers_.size() == 1 ? " container" : " containers") +
@@ -359,6 +514,7 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
       [this, connection](const boost::system::error_code& error) {
         if (error || connection->done) return;
         connection->done = true;
+        ++refused_messages_;
         warnings_.limited("slow", "a runtime sent no complete message "
                                   "within 5 s; connection closed");
         boost::system::error_code ignored;
@@ -382,6 +538,7 @@ void Agent::wait_state(std::shared_ptr<Connection> connection) {
         connection->socket.close(ignored);
         if (!*got) {
           if (got->error().err != ENODATA) {
+            ++refused_messages_;
             warnings_.limited("message", "refused a runtime's message: " +
                                              got->error().message());
           }
@@ -444,7 +601,7 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
     }
   }
   containers_.emplace(key, std::make_unique<Container>(
-                               io_, name, state.pid, std::move(tag),
+                               io_, state.id, name, state.pid, std::move(tag),
                                std::move(record), std::move(*listener),
                                handler, ready_fd));
   if (options_.handler.verbose) {

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -80,6 +81,13 @@ class Agent {
 
   ServiceManager& service_manager() { return service_; }
 
+  // Serves metrics() over HTTP on `address` (HOST:PORT; port 0 picks
+  // one). Returns the address bound, or why not.
+  Result<std::string> serve_metrics(const std::string& address);
+
+  // The counters of status(), in the Prometheus text format.
+  std::string metrics() const;
+
   // What `keepalive-agent status` prints: one line for the agent, then one
   // per container served (name, pid, sockets given options, failures, its
   // settings).
@@ -96,6 +104,7 @@ class Agent {
   void accept_next();
   // Answers each connection to the control socket with status().
   void accept_control();
+  void accept_metrics();
   // Checks the peer and starts the message's deadline.
   void read_state(std::shared_ptr<Connection> connection);
   // Reads what has come whenever the connection is readable.
@@ -107,6 +116,8 @@ class Agent {
   AgentOptions options_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> control_;
+  std::unique_ptr<boost::asio::ip::tcp::acceptor> metrics_;
+  uint64_t refused_messages_ = 0;
   boost::asio::steady_timer retry_;  // accepting again after a failure
   Warnings warnings_;
   ServiceManager service_;

@@ -52,6 +52,8 @@ constexpr char kHelp[] =
     "                             (default /run/keepalive/agent.sock)\n"
     "      --control=PATH       where keepalive-agent status asks (default:\n"
     "                             control.sock beside the socket)\n"
+    "      --metrics=HOST:PORT  serve the counters of status in the\n"
+    "                             Prometheus text format (off by default)\n"
     "      --group=GROUP        let this group (a process's primary group)\n"
     "                             use both sockets too; default: root only\n"
     "\n"
@@ -82,6 +84,7 @@ enum Key : int {
   kSocket = 256,
   kControl,
   kGroup,
+  kMetrics,
   kMode,
   kStrict,
   kVersion,
@@ -96,6 +99,7 @@ std::vector<option> long_options() {
       {"socket", required_argument, nullptr, kSocket},
       {"control", required_argument, nullptr, kControl},
       {"group", required_argument, nullptr, kGroup},
+      {"metrics", required_argument, nullptr, kMetrics},
       {"mode", required_argument, nullptr, kMode},
       {"strict", no_argument, nullptr, kStrict},
       {"debug", no_argument, nullptr, kDebug},
@@ -274,6 +278,7 @@ int run(int argc, char** argv) {
   Mode mode = Mode::kSocket;
   bool verbose = settings.debug();
   std::vector<option> options_table = long_options();
+  std::optional<std::string> metrics_address;
   optind = 0;
   opterr = 0;
   for (;;) {
@@ -297,6 +302,9 @@ int run(int argc, char** argv) {
       case kControl:
         if (*optarg == '\0') return usage("--control: empty path");
         options.control_path = optarg;
+        break;
+      case kMetrics:
+        metrics_address = optarg;
         break;
       case kGroup: {
         errno = 0;
@@ -359,6 +367,17 @@ int run(int argc, char** argv) {
 
   boost::asio::io_context io(1);
   Agent agent(io, options);
+  if (metrics_address) {
+    Result<std::string> serving = agent.serve_metrics(*metrics_address);
+    if (!serving) {
+      log_line(serving.error().message());
+      return serving.error().context.find("invalid address") !=
+                     std::string::npos
+                 ? kExitUsage
+                 : 1;
+    }
+    log_line("metrics on http://" + *serving + "/metrics");
+  }
   agent.adopt(inherited_fds());
   Result<std::string> listening = agent.listen();
   if (!listening) {

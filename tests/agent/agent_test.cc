@@ -382,6 +382,40 @@ TEST_F(AgentTest, EachContainerGetsItsOwnSettings) {
       << agent->transcript();
 }
 
+// --metrics: the same counters, in the Prometheus text format.
+TEST_F(AgentTest, MetricsServeTheCountersOverHttp) {
+  std::unique_ptr<Child> agent = start_agent({"--metrics", "127.0.0.1:0"});
+  ASSERT_TRUE(agent->wait_for_output("metrics on http://127.0.0.1:", 5s));
+  size_t at = agent->err().find("http://127.0.0.1:") + 17;
+  int port = std::stoi(agent->err().substr(at));
+  Listener server;
+  Child target({KEEPALIVE_OCI_RUNTIME, socket_path(), "scraped", "--",
+                tests::raw_tcp_path(), "connect",
+                std::to_string(server.port())});
+  ASSERT_TRUE(target.wait_line("connected", 10s)) << target.transcript();
+  UniqueFd http = tests::connect_to(port, 5s);
+  ASSERT_TRUE(http.valid());
+  const char request[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(write(http.get(), request, sizeof request - 1),
+            static_cast<ssize_t>(sizeof request - 1));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = read(http.get(), buf, sizeof buf)) > 0;) {
+    response.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(response.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << response;
+  EXPECT_NE(response.find("\nkeepalive_agent_containers 1\n"),
+            std::string::npos)
+      << response;
+  EXPECT_NE(response.find("\nkeepalive_agent_sockets_total{container="
+                          "\"scraped\",pid=\"" +
+                          std::to_string(target.pid()) + "\"} 1\n"),
+            std::string::npos)
+      << response;
+  target.close_stdin();
+  EXPECT_EQ(target.wait_exit(10s), 0);
+}
+
 // --group: processes of that (primary) group may hand over a listener;
 // others still may not.
 TEST_F(AgentTest, GroupLetsItsProcessesHandOverAListener) {
