@@ -533,21 +533,11 @@ class AcceptingServer {
   std::thread thread_;
 };
 
-// How many times `needle` occurs in `text`.
-int occurrences(const std::string& text, const std::string& needle) {
-  int count = 0;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + 1)) {
-    ++count;
-  }
-  return count;
-}
-
 // Waits until `agent` has said `needle` `count` times.
 bool wait_for_count(Child& agent, const std::string& needle, int count,
                     std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (occurrences(agent.err(), needle) < count) {
+  while (tests::count_of(agent.err(), needle) < static_cast<size_t>(count)) {
     if (std::chrono::steady_clock::now() > deadline) return false;
     agent.wait_for_output("\x01never said", 20ms);
   }
