@@ -578,6 +578,7 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
              (options_.strict ? "; its sockets get no options (--strict)"
                               : "; it gets the node's settings"));
   }
+  handler.log_label = name + ": ";
   uint64_t key = next_key_++;
   if (!adopted) {
     tag = tag_prefix_ + std::to_string(key);

@@ -354,6 +354,7 @@ int run(int argc, char** argv) {
   options.handler = HandlerOptions{.settings = settings,
                                    .mode = mode,
                                    .verbose = verbose,
+                                   .log_label = {},  // one per container
                                    .own = *own,
                                    .wait_killable_recv = true};
   // The program to re-execute on SIGHUP: the file now at the path this

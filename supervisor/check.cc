@@ -129,6 +129,7 @@ Probe probe_supervision() {
   HandlerOptions options{.settings = Settings(),
                          .mode = Mode::kSocket,
                          .verbose = false,
+                         .log_label = {},
                          .own = *own,
                          .wait_killable_recv = launched->wait_killable_recv};
   Result<std::unique_ptr<KernelListener>> listener =

@@ -131,7 +131,8 @@ void NotificationHandler::answered(const seccomp_notif& req,
   if (options_.verbose) {
     ApplyReport report = verdict.report;
     report.fd = target_fd;
-    log_line(describe(report, static_cast<pid_t>(req.pid), "emulated"));
+    log_line(options_.log_label +
+             describe(report, static_cast<pid_t>(req.pid), "emulated"));
     note_options_path();
   }
   log_failures(verdict.report);
@@ -192,7 +193,8 @@ Verdict NotificationHandler::apply_in_place(const seccomp_notif& req,
     if (report.any_failed()) ++stats_.option_failures;
     if (options_.verbose) {
       report.fd = target_fd;
-      log_line(describe(report, static_cast<pid_t>(req.pid), "in place"));
+      log_line(options_.log_label +
+               describe(report, static_cast<pid_t>(req.pid), "in place"));
       note_options_path();
     }
     log_failures(report);

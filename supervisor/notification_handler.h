@@ -30,6 +30,9 @@ struct HandlerOptions {
   Settings settings;
   Mode mode = Mode::kSocket;
   bool verbose = false;
+  // Put before each -v line about a socket ("container web: "), where one
+  // process serves several listeners.
+  std::string log_label;
   Identity own;  // the supervisor's credentials and network namespace
   // Whether the filter was installed with WAIT_KILLABLE_RECV (Linux 5.19):
   // then a call the supervisor has received can only be interrupted by a

@@ -252,6 +252,7 @@ int run_supervisor(const Config& config) {
   HandlerOptions options{.settings = config.settings,
                          .mode = config.mode,
                          .verbose = config.verbose,
+                         .log_label = {},
                          .own = *own,
                          .wait_killable_recv = launched->wait_killable_recv};
   // As PID 1 the container ends with its command: the kernel kills the
