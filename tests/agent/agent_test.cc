@@ -804,7 +804,8 @@ class RuntimeTest : public AgentTest {
   // --metadata METADATA` prints for the test's socket.
   std::string make_bundle(const std::string& name,
                           const std::vector<std::string>& args,
-                          const std::string& metadata = "") {
+                          const std::string& metadata = "",
+                          bool own_pid_namespace = false) {
     std::string bundle = path(name);
     std::filesystem::create_directories(bundle + "/rootfs");
     std::filesystem::copy_file(tests::raw_tcp_path(),
@@ -819,7 +820,9 @@ class RuntimeTest : public AgentTest {
     for (const std::string& arg : args) config["process"]["args"].push_back(arg);
     nlohmann::json kept = nlohmann::json::array();
     for (const auto& ns : config["linux"]["namespaces"]) {
-      if (ns["type"] != "network" && ns["type"] != "pid") kept.push_back(ns);
+      if (ns["type"] == "network") continue;
+      if (ns["type"] == "pid" && !own_pid_namespace) continue;
+      kept.push_back(ns);
     }
     config["linux"]["namespaces"] = kept;
     std::vector<std::string> profile_argv = {KEEPALIVE_AGENT, "profile",
@@ -879,6 +882,37 @@ TEST_F(RuntimeTest, CrunHandsTheAgentAContainerWhoseSocketGetsTheOptions) {
   Runtime crun = crun_runtime(path("crun-state"));
   if (!usable(crun)) return;
   check_container(crun);
+}
+
+// A container in a pid namespace of its own: the runtime reports its
+// host pid, and the kernel gives the agent host pids in each notification.
+TEST_F(RuntimeTest, AContainerInItsOwnPidNamespaceGetsTheOptions) {
+  Runtime runc = runc_runtime(path("runc-state"));
+  if (!usable(runc)) return;
+  std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "46"});
+  Listener server;
+  std::string bundle = make_bundle(
+      "bundle", {"connect", std::to_string(server.port())}, "", true);
+  Child container(run_argv(runc, bundle, "own-pidns"));
+  std::optional<std::string> connected = container.wait_line("connected", 20s);
+  ASSERT_TRUE(connected) << container.transcript() << agent->transcript();
+  EXPECT_EQ(tests::word_as_int(*connected, 3), 1) << *connected;
+  tests::Outcome state = tests::run(
+      {"runc", "--root", path("runc-state"), "state", "own-pidns"});
+  ASSERT_EQ(state.exit_code(), 0) << state;
+  pid_t host_pid = nlohmann::json::parse(state.out)["pid"].get<pid_t>();
+  std::string detail;
+  tests::Options options =
+      tests::probe_options(host_pid, server.port(), 5s, &detail);
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 46) << detail;
+  EXPECT_TRUE(agent->wait_for_output(
+      "container own-pidns (pid " + std::to_string(host_pid) + ")", 5s))
+      << agent->transcript();
+  container.close_stdin();
+  EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
+  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
+              "own-pidns"});
 }
 
 int rss_kib(pid_t pid) {
