@@ -805,7 +805,8 @@ class RuntimeTest : public AgentTest {
   std::string make_bundle(const std::string& name,
                           const std::vector<std::string>& args,
                           const std::string& metadata = "",
-                          bool own_pid_namespace = false) {
+                          bool own_pid_namespace = false,
+                          bool user_namespace = false) {
     std::string bundle = path(name);
     std::filesystem::create_directories(bundle + "/rootfs");
     std::filesystem::copy_file(tests::raw_tcp_path(),
@@ -823,6 +824,25 @@ class RuntimeTest : public AgentTest {
       if (ns["type"] == "network") continue;
       if (ns["type"] == "pid" && !own_pid_namespace) continue;
       kept.push_back(ns);
+    }
+    if (user_namespace) {
+      // Root inside is uid 100000 outside. Without a network namespace of
+      // its own it may not mount sysfs: /sys is bound instead.
+      kept.push_back({{"type", "user"}});
+      nlohmann::json mapping = {
+          {{"containerID", 0}, {"hostID", 100000}, {"size", 65536}}};
+      config["linux"]["uidMappings"] = mapping;
+      config["linux"]["gidMappings"] = mapping;
+      // The mapped root makes the mount points in its root file system.
+      EXPECT_EQ(chown((bundle + "/rootfs").c_str(), 100000, 100000), 0);
+      for (auto& mount : config["mounts"]) {
+        if (mount["type"] == "sysfs") {
+          mount = {{"destination", "/sys"},
+                   {"type", "none"},
+                   {"source", "/sys"},
+                   {"options", {"rbind", "nosuid", "noexec", "nodev", "ro"}}};
+        }
+      }
     }
     config["linux"]["namespaces"] = kept;
     std::vector<std::string> profile_argv = {KEEPALIVE_AGENT, "profile",
@@ -913,6 +933,41 @@ TEST_F(RuntimeTest, AContainerInItsOwnPidNamespaceGetsTheOptions) {
   EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
   tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
               "own-pidns"});
+}
+
+// A user-namespaced container (root inside is uid 100000 outside; with a
+// pid namespace of its own, to mount /proc): the agent, root on the host
+// with CAP_SYS_PTRACE, reaches its socket too.
+TEST_F(RuntimeTest, AUserNamespacedContainerGetsTheOptions) {
+  Runtime runc = runc_runtime(path("runc-state"));
+  if (!usable(runc)) return;
+  std::unique_ptr<Child> agent = start_agent({"--keepidle", "47"});
+  Listener server;
+  std::string bundle = make_bundle(
+      "bundle", {"connect", std::to_string(server.port())}, "", true, true);
+  // The mapped root must reach the bundle's root file system.
+  ASSERT_EQ(chmod(path("").c_str(), 0755), 0);
+  Child container(run_argv(runc, bundle, "userns"));
+  std::optional<std::string> connected = container.wait_line("connected", 20s);
+  ASSERT_TRUE(connected) << container.transcript() << agent->transcript();
+  tests::Outcome state =
+      tests::run({"runc", "--root", path("runc-state"), "state", "userns"});
+  ASSERT_EQ(state.exit_code(), 0) << state;
+  pid_t pid = nlohmann::json::parse(state.out)["pid"].get<pid_t>();
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line) && !line.starts_with("Uid:")) {
+  }
+  EXPECT_NE(line.find("100000"), std::string::npos) << line;
+  std::string detail;
+  tests::Options options =
+      tests::probe_options(pid, server.port(), 5s, &detail);
+  EXPECT_EQ(options["SO_KEEPALIVE"], 1) << detail;
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 47) << detail;
+  container.close_stdin();
+  EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
+  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
+              "userns"});
 }
 
 int rss_kib(pid_t pid) {
