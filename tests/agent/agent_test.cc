@@ -593,6 +593,33 @@ TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
   EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
 }
 
+// A container killed while its threads are in the middle of trapped calls:
+// the agent drops it, holds no more fds than before, and serves the next.
+TEST_F(AgentTest, AContainerKilledMidCallIsDroppedCleanly) {
+  std::unique_ptr<Child> agent = start_agent({});
+  AcceptingServer server;
+  std::this_thread::sleep_for(50ms);
+  int fds_before = open_fds(agent->pid());
+  for (int round = 0; round < 3; ++round) {
+    Child storm({KEEPALIVE_OCI_RUNTIME, socket_path(), "storm", "--",
+                 tests::raw_tcp_path(), "storm", "4", "--connect",
+                 std::to_string(server.port())});
+    ASSERT_TRUE(storm.wait_line("storming", 10s)) << storm.transcript();
+    std::this_thread::sleep_for(150ms);
+    storm.signal_group(SIGKILL);
+    EXPECT_EQ(storm.wait_exit(10s), 128 + SIGKILL);
+  }
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (open_fds(agent->pid()) != fds_before &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(open_fds(agent->pid()), fds_before);
+  tests::Options next = options_of_container(*agent, "next", {});
+  EXPECT_EQ(next["SO_KEEPALIVE"], 1);
+  EXPECT_TRUE(agent->running()) << agent->transcript();
+}
+
 // The service manager's side of the fd store protocol (sd_notify(3),
 // sd_listen_fds(3)), as systemd plays it with FileDescriptorStoreMax=:
 // keeps what FDSTORE=1 hands it, drops what FDSTOREREMOVE=1 names, and
