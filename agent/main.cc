@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "agent/agent.h"
+#include "agent/check.h"
 #include "agent/fd_store.h"
 #include "agent/profile.h"
 #include "common/settings.h"
@@ -42,6 +43,8 @@ constexpr char kHelp[] =
     "Usage: keepalive-agent [OPTION]...\n"
     "  or:  keepalive-agent profile [--base=FILE] [--metadata=OPTIONS]...\n"
     "  or:  keepalive-agent status [--control=PATH]\n"
+    "  or:  keepalive-agent check   (what the agent can do here; exit 0 if\n"
+    "                               it can work, 1 if not)\n"
     "Serve the seccomp listeners that OCI runtimes hand over for containers\n"
     "whose seccomp profile names this agent's socket (listenerPath), and\n"
     "give those containers' TCP sockets keepalive and TCP_USER_TIMEOUT. The\n"
@@ -270,6 +273,12 @@ int run(int argc, char** argv) {
   }
   if (argc > 1 && strcmp(argv[1], "status") == 0) {
     return run_status(argc - 1, argv + 1);
+  }
+  if (argc > 1 && strcmp(argv[1], "check") == 0) {
+    if (argc > 2) return usage("check: unexpected argument " + quoted(argv[2]));
+    AgentCheck check = run_agent_check();
+    fputs(check.text.c_str(), stdout);
+    return check.can_work ? 0 : 1;
   }
   AgentOptions options;
   options.socket_path = kDefaultSocket;

@@ -350,6 +350,25 @@ TEST_F(AgentTest, BadUsageIsOneLineAndExit2) {
   EXPECT_EQ(o.exit_code(), 2) << o;
 }
 
+// keepalive-agent check: as root it can work; as another user it cannot
+// copy containers' sockets, and says what then happens.
+TEST_F(AgentTest, CheckSaysWhetherTheAgentCanWorkHere) {
+  tests::Outcome root = tests::run({KEEPALIVE_AGENT, "check"});
+  EXPECT_EQ(root.exit_code(), 0) << root;
+  EXPECT_NE(root.out.find("pidfd_getfd on another user's process: permitted"),
+            std::string::npos)
+      << root;
+  tests::Outcome nobody =
+      tests::run({"setpriv", "--reuid=65534", "--regid=65534",
+                  "--clear-groups", KEEPALIVE_AGENT, "check"});
+  EXPECT_EQ(nobody.exit_code(), 1) << nobody;
+  EXPECT_NE(nobody.out.find("refused (Operation not permitted): containers' "
+                            "sockets get no options and their calls go on "
+                            "untouched"),
+            std::string::npos)
+      << nobody;
+}
+
 TEST_F(AgentTest, ASocketPathTakenBySomethingElseIsRefused) {
   std::string taken = path("file");
   { std::ofstream(taken) << "x"; }
