@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-agent's engine: one event loop that accepts OCI runtimes'
 // connections on a Unix socket, takes each container's seccomp listener
 // (container_state.h) and serves it with the supervisor's Server, until

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-agent check: what the agent can do on this node, one finding
 // per line, for an operator deciding whether to rely on it.
 #pragma once

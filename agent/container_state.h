@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What an OCI runtime hands the agent for one container: the seccomp
 // listener of the container's filter and the container process state
 // (runtime-spec, "Container process state"), sent together in one message

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Keeping the agent's descriptors across its own restarts. A container's
 // seccomp listener lives only as long as some process holds it: if the
 // agent's copy were the last, its exit would make the container's trapped

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-agent: serves the seccomp listeners that OCI runtimes (runc,
 // crun, containerd, newer Docker) hand over for containers whose seccomp
 // profile names the agent's socket as its listenerPath, and puts the TCP

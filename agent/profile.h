@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `keepalive-agent profile`: the seccomp profile (OCI runtime-spec
 // "linux.seccomp", as runc, crun, containerd and Kubernetes' Localhost
 // profiles take it) that hands a container to the agent: a base profile

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Quoting a value taken from the user (a flag, its value, an environment
 // variable, a command name) for a one-line message, so that no input can
 // make a message long or break it into several lines.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The option model shared by every mode: which TCP options we set, their
 // environment variables, their kernel ranges, and a validated, immutable
 // Settings value parsed from the environment.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The kernel side of the option model: classify an fd, apply Settings to it,
 // describe what was done. Used by the preload libraries (on the target's own
 // fd) and by the supervisor (on a copy of it, or on a socket it creates).

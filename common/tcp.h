@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What counts as a TCP socket, in one place: the preload hook on socket(),
 // the seccomp filter's rules (supervisor/filter_rules.cc) and the check on
 // an existing socket (socket_options.h) all read it from here.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one owner of file descriptors. Move-only; closes on destruction.
 // Nothing else in the project calls close() on an fd it owns.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SECCOMP_ADDFD_FLAG_SEND: when the supervisor's ADDFD is interrupted by a
 // stop signal, the target's syscall returns 0 (an fd it already has).
 // Build: cc -O2 -o addfd-send-repro addfd-send-repro.c

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Set up, build, demonstrate and test keepalive on a Debian 12 machine.
 #
 #   packaging/dev.sh build   install missing dependencies, configure, build

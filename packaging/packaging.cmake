@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Install rules beyond the targets' own (man pages, the static supervisor,
 # documentation and examples) and the Debian package: `cpack -G DEB` in the
 # build directory. Included from the top-level CMakeLists.txt.
@@ -56,6 +57,11 @@ install(FILES ${KEEPALIVE_PACKAGING_DIR}/systemd/keepalive-agent.service
 
 install(DIRECTORY ${KEEPALIVE_PACKAGING_DIR}/examples/
   DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
+# Debian policy 12.5: the copyright file, machine-readable, beside the
+# documentation; the LICENSE itself for other installs.
+install(FILES ${KEEPALIVE_PACKAGING_DIR}/deb/copyright
+  DESTINATION ${CMAKE_INSTALL_DOCDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 if(EXISTS ${PROJECT_SOURCE_DIR}/README.md)
   install(FILES ${PROJECT_SOURCE_DIR}/README.md
     DESTINATION ${CMAKE_INSTALL_DOCDIR})
@@ -90,6 +96,7 @@ install(CODE [[
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME keepalive)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_RESOURCE_FILE_LICENSE ${PROJECT_SOURCE_DIR}/LICENSE)
 set(CPACK_PACKAGE_CONTACT
   "keepalive maintainers <maintainers@users.noreply.r-seed-f26d7a85.example>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libkeepalive.so: options on client sockets, set just before connect().
 #include <sys/socket.h>
 

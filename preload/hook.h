@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the three preload libraries share: settings parsed once per process,
 // the real libc function resolved once, and the call that puts the options
 // on a TCP socket without disturbing the caller.

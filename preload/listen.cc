@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libkeepalive_listen.so: options on server sockets, set just before
 // listen(); accepted connections inherit them from the listening socket.
 #include <sys/socket.h>

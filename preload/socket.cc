@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libkeepalive_socket.so: options on every TCP socket, set right after
 // socket() returns it.
 #include <errno.h>

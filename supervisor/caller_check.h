@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Whether the caller of a trapped socket() may be handed a socket the
 // supervisor created. Such a socket carries its creator's credentials,
 // network namespace, cgroups and LSM label (target.h): emulation is only

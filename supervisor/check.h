@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-supervise --check: probes the kernel and the environment with a
 // real supervised child and reports what the supervisor can do here.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The command line of keepalive-supervise, parsed apart from the engine so
 // that it can be unit-tested.
 #pragma once

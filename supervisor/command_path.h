@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where execvp(3) would look for a command, worked out before the launcher's
 // child exists: the child shares the supervisor's memory and may neither
 // allocate nor touch errno, so it cannot call execvp and walks this list

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Serving the listener after the command has exited.
 //
 // A command that daemonizes (nginx with `daemon on`, pg_ctl start, sshd)

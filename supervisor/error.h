@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Errors in syscall paths are values: the errno and what was being done.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one line the launch child prints when it cannot exec the command.
 //
 // Runs in that child: raw system calls only, on memory of its own stack

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Exit statuses of keepalive-supervise itself, as env(1), nohup(1) and
 // chroot(1) use them; the command's own statuses pass through unchanged.
 #pragma once

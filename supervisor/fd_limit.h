@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The supervisor's own RLIMIT_NOFILE: enough descriptors for its event loop,
 // reserved before the command starts, while the command keeps the limits it
 // was started with (the launch child restores them just before exec).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The seccomp filter installed on the target: which calls leave the kernel
 // as user notifications. It covers every architecture the kernel accepts
 // calls of from an x86-64 process: x86-64, i386 (int $0x80, also from a

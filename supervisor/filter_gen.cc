@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive_filter_gen OUTPUT: compiles the program of every FilterSpec
 // with libseccomp and writes them as C++ arrays for filter.cc. Run by the
 // build, on the machine the supervisor is built for (the programs name its

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The rules of the seccomp filters, compiled to BPF by libseccomp. Only the
 // build runs this (keepalive_filter_gen writes every program into the
 // supervisor, see filter.h) and so does a test that checks the programs

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Starting the target under the filter, in two steps: start_paused()
 // starts the child, which waits; the caller probes it (can we copy its
 // fds?), chooses a FilterPlan, and install() sends the plan, which the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The seccomp user-notification protocol (seccomp_unotify(2)), and the only
 // code that talks it: receive a trapped call, ask whether it still waits,
 // add an fd to its caller, answer it. Policy lives elsewhere

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Messages from the supervisor: one write() per line on stderr, prefixed
 // with the program name, so they never interleave with the target's output.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-supervise: the command line over the supervisor engine.
 #include <stdio.h>
 #include <stdlib.h>

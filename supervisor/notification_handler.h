@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The per-call decisions of both strategies: what to do with one trapped
 // call, returned as a Verdict. Answers nothing: Server (server.h) receives
 // the call, asks decide(), sends the one answer and reports back through

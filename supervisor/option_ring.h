@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // apply_to with one io_uring_enter per socket instead of one setsockopt per
 // option.
 //

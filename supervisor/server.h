@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The serving loop: waits for trapped calls, receives each, has the
 // NotificationHandler decide, and sends the answer. answer() is the one
 // place where a Verdict becomes an answer to the kernel: every received

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The supervisor's event loop while the target runs: on the main thread, a
 // Boost.Asio loop for the target's exit (through its pidfd), the signals to
 // forward (through a signalfd) and, as an init, orphans to reap; on a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The command-line options that set socket options, shared by
 // keepalive-supervise, keepalive-agent and the agent's per-container
 // settings (a profile's listenerMetadata, an annotation), so that the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Which strategy serves a mode here: pure decision logic, unit-tested.
 #pragma once
 

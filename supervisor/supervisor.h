@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The engine behind `keepalive-supervise -- CMD`: launches the target under
 // the filter, serves its notifications, forwards signals, and returns the
 // status to exit with.

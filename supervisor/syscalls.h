@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The supervisor's raw syscall()s, and fallback definitions of the kernel
 // constants it uses that Debian 12's headers (Linux 6.1) may lack. Each wrapper
 // returns what the syscall returns, with errno set on failure, except those

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Facts about the task behind a notification, read from the kernel.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the supervisor remembers per target thread, so that the hot path
 // opens no pidfd, reads nothing from /proc and makes no syscall to look a
 // thread up after its first call.

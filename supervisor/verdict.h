@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the supervisor decided for one trapped call. Handlers return a
 // Verdict and answer nothing; Server::answer turns it into exactly one
 // answer (or none, for a call that is gone).

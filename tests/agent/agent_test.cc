@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-agent: what a runtime's message must hold (container_state.h),
 // and the real agent serving a container handed over as runc does
 // (tests/helpers/oci_runtime), with the options read back from outside.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* bench_floor: the cheapest seccomp user-notification supervisor this
  * machine allows, as a yardstick for keepalive-supervise.
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* bench_workload: the programs the benchmark runs under each mode.
  *
  *   bench_workload syscall N             N x getppid() through syscall(),

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Draws the benchmark's ratios against bare as a bar chart with gnuplot."""
 import os
 import subprocess

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // option_ring_bench [SOCKETS] [ROUNDS]
 //
 // What one emulated socket() costs the supervisor in syscalls of its own:

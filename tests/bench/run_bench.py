@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Benchmarks every mode of keepalive against bare, in one run.
 
 Each figure is the median of --repeat runs, with min and max, and a ratio

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A Settings with every option set to a value other than its default, for
 // the tests (and the benchmark) that must see each option applied.
 #pragma once

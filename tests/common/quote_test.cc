@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // quote_value: what a message shows of a value taken from the user.
 #include "common/quote.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A test fixture with a private scratch directory under /tmp, made before
 // each test and removed, with everything in it, after.
 #pragma once

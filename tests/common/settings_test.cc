@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The option model without a kernel: parsing the environment, validation,
 // the derived user timeout, the original libkeepalive's names.
 #include "common/settings.h"

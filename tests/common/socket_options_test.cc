@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // classify_socket and apply_to on real loopback sockets, with every value
 // read back from the kernel with getsockopt.
 #include "common/socket_options.h"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // connect_report PORT
 //
 // Connects a TCP socket to 127.0.0.1:PORT, then prints the options the kernel

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // deny_syscalls SYSCALL[,SYSCALL...] COMMAND [ARG...]
 //
 // Runs COMMAND under a seccomp filter that fails the named syscalls with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // drop32: a 32-bit x86 program (built with gcc -m32 -static) that drops to
 // another uid through the i386 calls and makes TCP sockets through both of
 // i386's ways: the direct socket() (359) and socketcall() (102), which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // errno_report
 //
 // Calls socket(), connect() and listen() in ways that succeed and in ways

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fake_old_kernel.so: preloaded into keepalive-supervise, makes this
 // kernel look older by refusing, with EINVAL as an older kernel does, the
 // features the supervisor has fallbacks for, so that the fallbacks run

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // fork_exec PROGRAM [ARGS...]
 //
 // Forks; the child execs PROGRAM with ARGS (its environment, LD_PRELOAD

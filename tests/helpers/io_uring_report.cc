@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // io_uring_report [COUNT]
 //
 // Calls io_uring_setup(1, ...) COUNT times (default 1) with a raw syscall,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // listen_report
 //
 // Listens on 127.0.0.1 (ephemeral port), connects to itself and accepts, then

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // non_tcp_report
 //
 // Makes the calls every library hooks on sockets that are not TCP: connect()

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* oci_runtime SOCKET ID [--metadata TEXT] [--annotation TEXT] -- COMMAND...
  *
  * Plays an OCI runtime's part for keepalive-agent tests: connects to the

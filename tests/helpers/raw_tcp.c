@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // raw_tcp: a statically linked test target for keepalive-supervise.
 //
 // It makes its socket(), connect(), listen() and accept4() calls with

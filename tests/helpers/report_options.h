@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared by the helper programs: print the TCP options the kernel reports on
 // one of the program's own sockets, in the format sockopt_probe uses.
 #pragma once

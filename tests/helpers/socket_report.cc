@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // socket_report KIND
 //
 // Creates one socket of KIND (tcp4, tcp6, mptcp, udp4, udp6, unix-stream,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sockopt_probe PID PORT [WAIT_MS]
 //
 // Reads the TCP options the kernel holds on another process's socket, from

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # THIS TEST MUTATES THE MACHINE: it installs the keepalive .deb with dpkg and
 # removes it again (always, on failure too). It skips when not root, when
 # libkeepalive0 (which the package conflicts with) or a keepalive package
@@ -74,6 +75,7 @@ for path in /usr/bin/keepalive-supervise \
             /usr/share/man/man8/keepalive-agent.8.gz \
             /usr/lib/systemd/system/keepalive-agent.service \
             /usr/lib/systemd/system/keepalive-agent.socket \
+            /usr/share/doc/keepalive/copyright \
             /usr/share/doc/keepalive/examples/Dockerfile; do
   grep -qx "$path" <<<"$contents" || fail "the package lacks $path"
 done

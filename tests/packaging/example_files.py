@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Reads the examples in packaging/examples/ for examples_test.sh.
 
   example_files.py dockerfile PATH   the image's argv (ENTRYPOINT + CMD)

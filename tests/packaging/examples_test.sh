@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The examples in packaging/examples/, run as far as they can run here.
 #
 #   examples_test.sh dockerfile   the image's files (COPY) and environment

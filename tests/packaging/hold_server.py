@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """hold_server.py [--port PORT] [--timeout SECONDS]
 
 A TCP server for the packaging tests: listens on 127.0.0.1 (an ephemeral

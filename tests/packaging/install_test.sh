@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # `cmake --install` of this build into a staging directory (DESTDIR): every
 # file lands where packaging/packaging.cmake says, under the directories
 # GNUInstallDirs chose for this build. Touches nothing outside the stage.

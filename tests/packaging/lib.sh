@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Shared by the packaging tests (sourced by bash). CTest passes the paths of
 # the built programs in the environment (see CMakeLists.txt). Each test is
 # bounded twice: by its own deadline (bounded_self, which still runs the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The man pages, kept in step with the program.
 #
 #   man_test.sh options   every long and short option and every variable

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # keepalive-supervise's init duties, as a container entrypoint needs them.
 #
 #   pid1_test.sh orphans        PID 1 of a pid namespace reaps orphans

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # keepalive-supervise under what container runtimes impose.
 #
 #   runtime_profile_test.sh deny-getfd    under a seccomp filter that fails

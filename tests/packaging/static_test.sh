@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # The static keepalive-supervise in a root made of busybox-static alone
 # (unshare -m, /proc mounted inside, chroot): busybox's nc connects to a
 # server outside the chroot (same network namespace) and the options are

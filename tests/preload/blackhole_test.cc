@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The behaviour the project exists for, on a path that silently drops
 // packets: a private network namespace where an nftables rule black-holes one
 // loopback port. With the library a stuck connection fails within the

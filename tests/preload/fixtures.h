@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the preload integration tests share: where the built libraries and
 // helpers are, loopback endpoints, and parsing of "NAME VALUE" reports.
 #pragma once

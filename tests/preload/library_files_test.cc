@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a library carries into every program it is preloaded into: no C++
 // runtime, and no symbol but its hook.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Real programs run with each library preloaded; every value is what the
 // kernel reports on the program's own socket (read by the program itself,
 // or from outside it by sockopt_probe).

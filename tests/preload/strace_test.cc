@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The check upstream's users know: `strace -f -e trace=network` around
 // netcat-openbsd's nc prints our setsockopt calls with upstream's values, in
 // upstream's order, before the call they prepare.

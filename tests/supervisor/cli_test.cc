@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // parse_command_line: every flag, flags over the environment, and the one
 // line a bad command line gets.
 #include "supervisor/cli.h"

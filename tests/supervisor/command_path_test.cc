@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // command_path: execvp's PATH rules, worked out ahead of the exec.
 #include "supervisor/command_path.h"
 

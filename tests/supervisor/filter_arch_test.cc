@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The filter across architectures: classify_call() on the numbers of the
 // kernel's tables, and the programs compiled in, run on seccomp_data for
 // x86-64, i386 and x32 calls by a small BPF interpreter, agree on which

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // build_filter: a program for every mode and strategy, the one libseccomp
 // compiles for it, and, installed in a real child, exactly the calls it
 // should trap leave the kernel.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // start_paused() and install(): the child runs the command under the
 // filter, a child never installed or given a plan it cannot take is not
 // left behind, and the memory children run on is given back once they are

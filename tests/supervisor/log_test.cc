@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // RateLimitedLog: a storm of warnings of one kind prints a bounded number
 // of lines, and every suppressed warning is counted in a later line.
 #include "supervisor/log.h"

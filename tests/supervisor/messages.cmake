@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # What keepalive-supervise says when the command cannot run for want of
 # something outside it. Runs the real binary (and unshare, mount).
 add_executable(supervise_messages_test supervise_messages_test.cc)

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // OptionRing against apply_to. For each kind of fd, settings and mode, one
 // fd goes through OptionRing and a twin through apply_to: the reports must
 // be equal, and the kernel must read back the same value (or fail with the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Integration tests: keepalive-supervise puts the options on real targets'
 # sockets (a static raw-syscall helper, busybox nc, threads, descendants,
 # signal storms, credential and namespace changes, a dead peer in a private

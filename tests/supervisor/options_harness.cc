@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "tests/supervisor/options_harness.h"
 
 #include <arpa/inet.h>

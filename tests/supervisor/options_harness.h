@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the supervisor integration tests share: real child processes with a
 // hard time bound, loopback listeners on ephemeral ports, and reading a
 // target's TCP options back from the kernel with sockopt_probe.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Server and NotificationHandler without a kernel listener: notifications
 // are made up here, with the test process (or a child of it) as the
 // caller, and FakeListener records every answer. What each test checks is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // parse_option_words: the per-container options keepalive-agent reads from
 // a profile's listenerMetadata or an annotation, in command-line syntax.
 #include "supervisor/setting_flags.h"

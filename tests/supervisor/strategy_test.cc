@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // choose_strategy for every (requested, mode, pidfd_getfd permitted or
 // not) combination.
 #include "supervisor/strategy.h"

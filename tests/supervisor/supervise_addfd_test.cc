@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Emulated socket() returns a new TCP socket or an error, never an fd the
 // program already has, whatever happens to the supervisor or the program
 // between the notification and the answer:

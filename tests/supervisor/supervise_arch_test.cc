@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Calls made through another architecture's numbers, and socket()
 // arguments the kernel truncates: the supervisor must see what the kernel
 // sees. A 32-bit program (drop32, gcc -m32 -static) drops to nobody through

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // busybox's nc from Debian's busybox-static, a real third-party static
 // program, gets the options under keepalive-supervise as a client and as a
 // server, in every mode that covers its role and under every strategy. The

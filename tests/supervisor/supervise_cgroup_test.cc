@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A socket takes its cgroup from its creator, and nftables' "socket
 // cgroupv2" match (like cgroup BPF programs) judges it by that. A command
 // that moves itself into cgroup `box`, where a rule drops its traffic to a

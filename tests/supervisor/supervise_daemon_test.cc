@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Commands that daemonize: the launcher exits while the server it started
 // runs on under the filter. The supervisor exits with the launcher's
 // status and a detached process serves the server until the last task

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The scenario the project exists for. A static client holds an idle
 // connection to a local server; then an nftables rule drops every packet
 // of that connection, as a dead peer or a vanished NAT entry would. Under

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Identity verdicts under churn. A verdict cached for a thread is trusted
 // only while it provably still describes the caller: here a thread of a
 // root program execs a set-user-ID-nobody program while the main thread

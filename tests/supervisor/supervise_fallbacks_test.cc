@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The supervisor's fallbacks for older kernels, run on this one: the
 // supervisor is started with fake_old_kernel.so preloaded, which refuses
 // (with EINVAL, as an older kernel does) the newer features it has

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Signals sent to keepalive-supervise reach the command exactly once, as
 // under tini: every catchable signal but SIGCHLD and the synchronous
 // faults, real-time ones included. A stop signal stops the command and

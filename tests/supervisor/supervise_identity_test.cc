@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The emulate strategy's identity rule: a socket the supervisor makes
 // carries the supervisor's credentials (sk_uid: iptables owner match, uid
 // routing) and lives in the supervisor's network namespace, so it may only

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-supervise under tight resource limits: at any RLIMIT_NOFILE
 // and under a small RLIMIT_AS the outcome is either the target working
 // with its options (read back by the target itself) or exit 125 with

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What keepalive-supervise says when the command cannot run for want of
 // something outside it (a script's interpreter, a program's loader, /proc):
 // one line naming what is missing, and the exit status a shell would give.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-supervise puts the options on the sockets of a static target
 // that makes raw socket/connect/listen syscalls, in every mode and under
 // every strategy; the options are read back from the kernel from outside

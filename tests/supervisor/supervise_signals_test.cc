@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Trapped calls interrupted by signals. A target whose handlers use
 // SA_RESTART must see every socket()/connect()/listen() succeed, exactly
 // once, and carry the options, while signals rain on it: SIGALRM from a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Targets that are more than one thread of one process: notifications
 // from non-leader threads (also once the leader has exited), descendants
 // made by fork, vfork and exec (the filter is inherited), and targets that

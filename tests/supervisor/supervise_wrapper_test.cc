@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // keepalive-supervise as a well-behaved wrapper, run as the real binary:
 // exit statuses, signal forwarding, stdio/environment/signal-mask
 // passthrough, death of the supervisor, io_uring, --check, -v, and life

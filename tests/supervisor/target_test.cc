@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Placement (cgroups, LSM context) read from /proc: the open files are
 // read again on every call and stay bound to the task they were opened
 // for.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TaskCache: an entry lives until its thread's exit has been seen, so that
 // a recycled tid can never inherit what was known of the thread before.
 #include "supervisor/task_cache.h"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Unit tests of the supervisor's pure parts (command line, strategy choice,
 # filter construction, the programs compiled in against libseccomp), plus
 # one test that installs a filter from build_filter in a forked child and

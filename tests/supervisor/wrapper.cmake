@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # keepalive-supervise as a well-behaved wrapper: exit statuses, signals,
 # stdio, environment, signal mask, death of the supervisor, io_uring,
 # --check, and running under a profile that refuses pidfd_getfd. Runs the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The one way the tests run programs: in a process group of their own, with
 // a clean environment and a hard time bound. A child still running when its
 // Process goes away is killed with its whole group, so no test can hang

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Puts Debian's current amd64 kernel (the one linux-image-amd64 depends on)
 # into DIR/boot, for run_in_vm.sh, unless one is there already. Downloads
 # the package with apt-get (no install: nothing on this machine changes).

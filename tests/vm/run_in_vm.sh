@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs built test programs inside Debian 12's own kernel (6.1, IA32
 # emulation on) under qemu with TCG, so that no KVM is needed: there the
 # 32-bit system call interface works, whatever the machine's own kernel
