@@ -3,7 +3,10 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <elf.h>
 #include <link.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,12 +36,52 @@ void print_line(const char* text, void*) {
 
 const char* lookup_env(const char* name, void*) { return getenv(name); }
 
-// dl_iterate_phdr callback: stops at the first loaded object named
-// libkeepalive*, and records whether that object is `*data` (our own path).
+// What marks an object as one of our libraries, whatever its file name: an
+// ELF note (owner "keepalive", type 1) in a PT_NOTE segment of its own.
+// Another preloaded libkeepalive*.so (upstream's, libkeepalive0's) lacks
+// it; a renamed copy of ours has it.
+constexpr char kNoteOwner[] = "keepalive";
+constexpr uint32_t kNoteType = 1;
+struct OurNote {
+  ElfW(Nhdr) header;
+  char owner[(sizeof kNoteOwner + 3) & ~size_t{3}];
+  uint32_t desc;
+};
+__attribute__((section(".note.keepalive"), used, aligned(4)))
+const OurNote kOurNote = {{sizeof kNoteOwner, sizeof(uint32_t), kNoteType},
+                          "keepalive",
+                          1};
+
+bool carries_our_note(const dl_phdr_info* info) {
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
+    if (segment.p_type != PT_NOTE) continue;
+    // Notes are padded to 4 bytes, or 8 in a segment aligned to 8.
+    const size_t align = segment.p_align == 8 ? 8 : 4;
+    const char* at =
+        reinterpret_cast<const char*>(info->dlpi_addr + segment.p_vaddr);
+    const char* end = at + segment.p_memsz;
+    while (end - at >= static_cast<ptrdiff_t>(sizeof(ElfW(Nhdr)))) {
+      ElfW(Nhdr) note;
+      memcpy(&note, at, sizeof note);
+      const char* owner = at + sizeof note;
+      size_t owner_size = (note.n_namesz + align - 1) & ~(align - 1);
+      size_t desc_size = (note.n_descsz + align - 1) & ~(align - 1);
+      if (owner_size + desc_size > static_cast<size_t>(end - owner)) break;
+      if (note.n_type == kNoteType && note.n_namesz == sizeof kNoteOwner &&
+          memcmp(owner, kNoteOwner, sizeof kNoteOwner) == 0) {
+        return true;
+      }
+      at = owner + owner_size + desc_size;
+    }
+  }
+  return false;
+}
+
+// dl_iterate_phdr callback: stops at the first loaded object that carries
+// our note, and records whether that object is `*data` (our own path).
 int first_of_ours(dl_phdr_info* info, size_t, void* data) {
-  const char* base = strrchr(info->dlpi_name, '/');
-  base = base != nullptr ? base + 1 : info->dlpi_name;
-  if (strncmp(base, "libkeepalive", strlen("libkeepalive")) != 0) return 0;
+  if (!carries_our_note(info)) return 0;
   auto* self = static_cast<const char**>(data);
   if (strcmp(info->dlpi_name, *self) != 0) *self = nullptr;
   return 1;
@@ -46,8 +89,7 @@ int first_of_ours(dl_phdr_info* info, size_t, void* data) {
 
 // Several of our libraries can be preloaded together, each with its own
 // copy of this file; only the first in load order reports invalid values,
-// so that a process gets each warning once. A copy installed under another
-// name is never "first", so it always warns.
+// so that a process gets each warning once, whatever else is preloaded.
 bool reports_warnings() {
   Dl_info self{};
   if (dladdr(reinterpret_cast<void*>(&first_of_ours), &self) == 0 ||

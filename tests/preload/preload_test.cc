@@ -327,6 +327,28 @@ TEST(CombinedTest, InvalidValueWarnsOncePerProcess) {
   EXPECT_EQ(r.err_lines().size(), 1u) << r.err;
 }
 
+// Ours are told apart by a note only they carry, not by their file name:
+// another libkeepalive*.so preloaded first does not silence our warning,
+// and a renamed copy of ours does not repeat it.
+TEST(CombinedTest, WarnsOnceWhateverElseIsPreloaded) {
+  Outcome r = run({helper("listen_report")},
+                  {preload({KEEPALIVE_IMPOSTOR_LIBRARY, kSocketLibrary}),
+                   "TCP_KEEPIDLE=abc"});
+  ASSERT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.err_lines().size(), 1u) << r.err;
+  EXPECT_NE(r.err.find("TCP_KEEPIDLE"), std::string::npos) << r.err;
+
+  char dir[] = "/tmp/keepalive-renamed-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string renamed = std::string(dir) + "/libsomething-else.so";
+  ASSERT_EQ(run({"cp", kConnectLibrary, renamed}).exit_code(), 0);
+  r = run({helper("listen_report")},
+          {preload({renamed, kListenLibrary}), "TCP_KEEPIDLE=abc"});
+  EXPECT_EQ(r.exit_code(), 0) << r.err;
+  EXPECT_EQ(r.err_lines().size(), 1u) << r.err;
+  run({"rm", "-rf", dir});
+}
+
 TEST(ForkExecTest, ChildrenKeepCoverage) {
   LoopbackListener server;
   Outcome r = run({helper("fork_exec"), helper("connect_report"),
