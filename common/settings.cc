@@ -165,7 +165,20 @@ const char* legacy_env_name(Option option) {
 
 Settings parse_settings(EnvLookup lookup, void* lookup_ctx, WarningSink warn,
                         void* warn_ctx) {
-  Settings settings;
+  bool any_tcp_name = false;
+  for (int i = 1; i < kOptionCount; ++i) {
+    any_tcp_name = any_tcp_name ||
+                   env_or_null(lookup, lookup_ctx, kOptions[i].env_name);
+  }
+  bool any_old_name = env_or_null(lookup, lookup_ctx, "KEEPALIVE") != nullptr;
+  for (int i = 1; i < kOptionCount; ++i) {
+    const char* old_name = legacy_env_name(static_cast<Option>(i));
+    any_old_name = any_old_name ||
+                   (old_name && env_or_null(lookup, lookup_ctx, old_name));
+  }
+  Settings settings = !any_tcp_name && any_old_name
+                          ? Settings::libkeepalive0()
+                          : Settings();
   for (int i = 1; i < kOptionCount; ++i) {
     Option option = static_cast<Option>(i);
     const char* name = kOptions[i].env_name;

@@ -66,9 +66,21 @@ class Settings {
   // re-initialized after a library constructor has filled it in.
   constexpr Settings() = default;
 
+  // Debian's libkeepalive0's semantics: SO_KEEPALIVE and only the values
+  // given, no user timeout, set in its order (see parse_settings).
+  static constexpr Settings libkeepalive0() {
+    Settings settings;
+    for (int i = 1; i < kOptionCount; ++i) settings.values_[i] = 0;
+    settings.libkeepalive0_ = true;
+    return settings;
+  }
+
   int value(Option option) const { return values_[static_cast<int>(option)]; }
   bool enabled() const { return enabled_; }
   bool debug() const { return debug_; }
+  // Whether these are libkeepalive0()'s semantics: apply_to then sets the
+  // options in its order (SO_KEEPALIVE, KEEPCNT, KEEPIDLE, KEEPINTVL).
+  bool libkeepalive0_order() const { return libkeepalive0_; }
 
   // A copy with `option` set to `value`, which must already be valid
   // (see parse_option_value).
@@ -81,6 +93,7 @@ class Settings {
   int values_[kOptionCount] = {1, 15, 9, 15, kDeriveUserTimeout, 0, 0, 0, 0};
   bool enabled_ = true;
   bool debug_ = false;
+  bool libkeepalive0_ = false;
 };
 
 // Outcome of checking one textual value against an option's rules.
@@ -108,6 +121,9 @@ using WarningSink = void (*)(const char* line, void* ctx);
 //  - TCP_<NAME> for each option; LIBKEEPALIVE_DEBUG (set, even empty = on);
 //  - the original libkeepalive's KEEPALIVE (off = disable everything),
 //    KEEPIDLE, KEEPCNT, KEEPINTVL, used only where the TCP_* name is unset.
+// When only those old names are set (none of the TCP_* names), the result
+// is libkeepalive0()'s: what Debian's libkeepalive0 did with them, so that
+// its users get what they asked for and nothing more.
 // An invalid value produces one warning naming the variable, the value and
 // what is used instead (the system default, i.e. 0), and never an error.
 Settings parse_settings(EnvLookup lookup, void* lookup_ctx, WarningSink warn,

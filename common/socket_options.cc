@@ -57,8 +57,21 @@ ApplyReport apply_to(int fd, const Settings& settings, Mode mode) {
   report.fd = fd;
   report.mode = mode;
   if (!settings.enabled()) return report;
-  for (int i = 0; i < kOptionCount; ++i) {
-    Option option = static_cast<Option>(i);
+  // Upstream's order, so that strace shows the lines its users know; or
+  // libkeepalive0's, for its semantics.
+  static constexpr Option kUpstreamOrder[kOptionCount] = {
+      Option::kKeepAlive,   Option::kKeepIdle,    Option::kKeepCnt,
+      Option::kKeepIntvl,   Option::kUserTimeout, Option::kSynCnt,
+      Option::kDeferAccept, Option::kMaxSeg,      Option::kWindowClamp};
+  static constexpr Option kLibkeepalive0Order[kOptionCount] = {
+      Option::kKeepAlive,   Option::kKeepCnt,     Option::kKeepIdle,
+      Option::kKeepIntvl,   Option::kUserTimeout, Option::kSynCnt,
+      Option::kDeferAccept, Option::kMaxSeg,      Option::kWindowClamp};
+  const Option* order = settings.libkeepalive0_order() ? kLibkeepalive0Order
+                                                       : kUpstreamOrder;
+  for (int k = 0; k < kOptionCount; ++k) {
+    Option option = order[k];
+    int i = static_cast<int>(option);
     if (!option_applies(option, mode)) continue;
     int value = settings.value(option);
     if (option == Option::kUserTimeout && value == kDeriveUserTimeout) {

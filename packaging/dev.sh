@@ -265,6 +265,10 @@ run_tests() {
     "$REPO/tests/vm/fetch_kernel.sh" "$BUILD/vm-kernel" ||
       log "no kernel for the VM tests: supervisor.vm.debian12_kernel skips"
   fi
+  # Debian's libkeepalive0, to compare the old variables side by side
+  # (downloaded, not installed: it conflicts with our package).
+  "$REPO/tests/preload/fetch_libkeepalive0.sh" "$BUILD/libkeepalive0" ||
+    log "no libkeepalive0: StraceTest.OldVariablesDoWhatLibkeepalive0Did skips"
   timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
     ctest --test-dir "$BUILD" --output-on-failure --timeout 300 \
     -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"

@@ -355,6 +355,37 @@ TEST(LegacyNamesTest, LegacyNamesApplyWhenTcpNamesAreUnset) {
   EXPECT_TRUE(env.warnings().empty());
 }
 
+// Only the old names: what Debian's libkeepalive0 did with them, SO_KEEPALIVE
+// and the values given, nothing else, no user timeout.
+TEST(LegacyNamesTest, OnlyOldNamesMeanLibkeepalive0sSemantics) {
+  FakeEnv env;
+  Settings settings = env.set("KEEPIDLE", "600").parse();
+  EXPECT_TRUE(settings.libkeepalive0_order());
+  EXPECT_EQ(settings.value(Option::kKeepAlive), 1);
+  EXPECT_EQ(settings.value(Option::kKeepIdle), 600);
+  for (Option unset : {Option::kKeepCnt, Option::kKeepIntvl,
+                       Option::kUserTimeout, Option::kSynCnt}) {
+    EXPECT_EQ(settings.value(unset), 0) << static_cast<int>(unset);
+  }
+  FakeEnv on;
+  settings = on.set("KEEPALIVE", "on").parse();
+  EXPECT_TRUE(settings.enabled());
+  EXPECT_EQ(settings.value(Option::kKeepIdle), 0);
+  EXPECT_EQ(settings.value(Option::kUserTimeout), 0);
+}
+
+// Any TCP_* name: the project's own defaults, with the old names filling in.
+TEST(LegacyNamesTest, AnyTcpNameKeepsTheProjectsDefaults) {
+  FakeEnv env;
+  Settings settings = env.set("KEEPIDLE", "600").set("TCP_KEEPCNT", "4").parse();
+  EXPECT_FALSE(settings.libkeepalive0_order());
+  EXPECT_EQ(settings.value(Option::kKeepIdle), 600);
+  EXPECT_EQ(settings.value(Option::kKeepCnt), 4);
+  EXPECT_EQ(settings.value(Option::kKeepIntvl), 15);
+  EXPECT_EQ(settings.value(Option::kUserTimeout), kDeriveUserTimeout);
+  EXPECT_FALSE(FakeEnv().parse().libkeepalive0_order());
+}
+
 TEST(LegacyNamesTest, TcpNameWinsWhenSet) {
   FakeEnv env;
   Settings settings = env.set("TCP_KEEPIDLE", "40")

@@ -4,6 +4,7 @@
 // upstream's order, before the call they prepare.
 #include <gtest/gtest.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <sstream>
 #include <string>
@@ -120,6 +121,34 @@ TEST(StraceTest, ListenLibraryPrintsNoSynCntLine) {
             concat(kDefaultLines, {"TCP_DEFER_ACCEPT 10"}))
       << r.err;
   EXPECT_EQ(r.err.find("TCP_SYNCNT"), std::string::npos) << r.err;
+}
+
+// Only the old variables (KEEPALIVE, KEEPIDLE, KEEPCNT, KEEPINTVL): our
+// libkeepalive_socket.so makes the calls Debian's libkeepalive0 made, in
+// its order, with no defaults of ours and no user timeout.
+TEST(StraceTest, OldVariablesDoWhatLibkeepalive0Did) {
+  const std::string theirs = KEEPALIVE_LIBKEEPALIVE0;
+  if (access(theirs.c_str(), R_OK) != 0) {
+    GTEST_SKIP() << theirs << " is missing: packaging/dev.sh test fetches it "
+                 << "(tests/preload/fetch_libkeepalive0.sh)";
+  }
+  const std::vector<std::vector<std::string>> cases = {
+      {"KEEPIDLE=600"},
+      {"KEEPCNT=3", "KEEPINTVL=7", "KEEPIDLE=5"},
+      {"KEEPALIVE=on"},
+      {"KEEPALIVE=off", "KEEPIDLE=9"},
+  };
+  for (const std::vector<std::string>& env : cases) {
+    SCOPED_TRACE(::testing::PrintToString(env));
+    std::vector<std::string> with_theirs = env, with_ours = env;
+    with_theirs.push_back("LD_PRELOAD=" + theirs);
+    with_ours.push_back(preload({kSocketLibrary}));
+    Lines expected = our_setsockopts(trace_client(with_theirs));
+    EXPECT_EQ(our_setsockopts(trace_client(with_ours)), expected);
+    if (env[0] == "KEEPIDLE=600") {
+      EXPECT_EQ(expected, (Lines{"SO_KEEPALIVE 1", "TCP_KEEPIDLE 600"}));
+    }
+  }
 }
 
 TEST(StraceTest, WithoutLibraryNoOptionIsSet) {
