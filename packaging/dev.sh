@@ -3,8 +3,10 @@
 # Set up, build, demonstrate and test keepalive on a Debian 12 machine.
 #
 #   packaging/dev.sh build   install missing dependencies, configure, build
-#   packaging/dev.sh demo    build, then show the TCP options the kernel
-#                            reports on a client run with libkeepalive.so
+#   packaging/dev.sh demo    build, then show a static client under
+#                            keepalive-supervise give up on a dead peer in
+#                            3 s while the bare one hangs, and the options
+#                            libkeepalive.so gives netcat
 #   packaging/dev.sh demo agent   build, then run a runc container handed
 #                            to keepalive-agent and show its socket's options
 #   packaging/dev.sh test    build, then run the whole test suite
@@ -45,7 +47,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -145,6 +147,19 @@ meaning() {
 
 demo() {
   build
+  # The main job: a static client under keepalive-supervise notices a dead
+  # peer in seconds; the same client bare does not.
+  local status=0
+  "$REPO/packaging/demo_dead_peer.sh" "$BUILD" || status=$?
+  case $status in
+    0 | 77) ;;
+    *) die "the dead-peer demo did not go as it should (status $status)" ;;
+  esac
+  echo "Second part: the preload library, for dynamically linked programs."
+  demo_preload
+}
+
+demo_preload() {
   local library="$BUILD/preload/libkeepalive.so"
   local probe="$BUILD/tests/helpers/sockopt_probe"
   local port plain_port with without
