@@ -150,11 +150,12 @@ void Agent::adopt(std::vector<NamedFd> fds) {
   }
   for (NamedFd& kept : listeners) {
     std::string tag = kept.name.substr(strlen(kListenerPrefix));
+    auto record = records.find(tag);
     if (!is_seccomp_listener(kept.fd.get())) {
       log_line(kept.name + ": not a seccomp listener; closed");
+      service_.forget(kept.name);
       continue;
     }
-    auto record = records.find(tag);
     Result<ContainerState> state =
         record == records.end()
             ? std::unexpected(SysError{0, "no record kept with it"})
@@ -170,8 +171,12 @@ void Agent::adopt(std::vector<NamedFd> fds) {
       state = ContainerState{};
     }
     state->listener = std::move(kept.fd);
+    if (record != records.end()) records.erase(record);
     serve(std::move(*state), std::move(record_fd), std::move(tag));
   }
+  // Records whose listener is gone (the container ended meanwhile): out
+  // of the store, so that it does not keep them for ever.
+  for (const auto& [tag, fd] : records) service_.forget(kRecordPrefix + tag);
   if (!listeners.empty()) {
     log_line("took over " + std::to_string(containers_.size()) + " of " +
              std::to_string(listeners.size()) +
