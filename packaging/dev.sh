@@ -10,6 +10,8 @@
 #   packaging/dev.sh demo agent   build, then run a runc container handed
 #                            to keepalive-agent and show its socket's options
 #   packaging/dev.sh test    build, then run the whole test suite
+#   packaging/dev.sh fuzz [SECONDS]   build, then run each fuzz target
+#                            for SECONDS (default 300; tests/fuzz/)
 #   packaging/dev.sh bench   build, then benchmark every mode
 #                            against bare; prints a table, writes a chart
 #
@@ -27,6 +29,7 @@ PACKAGES=(
   netcat-openbsd strace nftables iproute2
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml nginx nlohmann-json3-dev libsystemd-dev runc crun
+  clang libclang-rt-14-dev
 )
 # gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c);
 # qemu and cpio, to run the kernel-bound suites inside Debian's own kernel,
@@ -47,7 +50,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -308,5 +311,8 @@ case "${1:-}" in
     esac ;;
   test) run_tests ;;
   bench) bench ;;
+  fuzz)
+    build
+    "$REPO/tests/fuzz/run_fuzz.sh" "$REPO" "$BUILD" "${2:-300}" ;;
   *) usage ;;
 esac
