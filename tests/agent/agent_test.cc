@@ -573,6 +573,15 @@ int open_fds(pid_t pid) {
   return count;
 }
 
+int rss_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with("VmRSS:")) return std::stoi(line.substr(6));
+  }
+  return -1;
+}
+
 // The verdict line of `raw_tcp signals`, once it has exited.
 tests::Options loop_result(Child& client) {
   EXPECT_TRUE(client.wait_exit(60s)) << "the connect loop never ended";
@@ -638,6 +647,42 @@ TEST_F(AgentTest, AContainerKilledMidCallIsDroppedCleanly) {
   tests::Options next = options_of_container(*agent, "next", {});
   EXPECT_EQ(next["SO_KEEPALIVE"], 1);
   EXPECT_TRUE(agent->running()) << agent->transcript();
+}
+
+// 100 containers served at once: what each costs the agent, in memory and
+// descriptors. Six fds each today: the listener, the loop's copy of it,
+// the record for the fd store, the task cache's epoll and a cached pidfd,
+// and the io_uring ring the options go through (one per container: a
+// ring shared by all would save two).
+TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
+  std::unique_ptr<Child> agent = start_agent({});
+  AcceptingServer server;
+  std::this_thread::sleep_for(50ms);
+  int fds_before = open_fds(agent->pid());
+  int rss_before = rss_kib(agent->pid());
+  std::vector<std::unique_ptr<Child>> containers;
+  for (int i = 0; i < 100; ++i) {
+    containers.push_back(std::make_unique<Child>(std::vector<std::string>{
+        KEEPALIVE_OCI_RUNTIME, socket_path(), "c" + std::to_string(i), "--",
+        tests::raw_tcp_path(), "connect", std::to_string(server.port())}));
+  }
+  for (auto& container : containers) {
+    ASSERT_TRUE(container->wait_line("connected", 20s))
+        << container->transcript() << agent->transcript();
+  }
+  int fds = open_fds(agent->pid());
+  int rss = rss_kib(agent->pid());
+  double kib_each = (rss - rss_before) / 100.0;
+  RecordProperty("agent_rss_kib_before", rss_before);
+  RecordProperty("agent_rss_kib_with_100", rss);
+  RecordProperty("agent_fds_with_100", fds);
+  EXPECT_LE(fds - fds_before, 600) << "at most six fds per container";
+  EXPECT_LE(kib_each, 64.0) << "KiB per container";
+  tests::Outcome status = tests::run(
+      {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
+  EXPECT_NE(status.out.find("100 containers"), std::string::npos) << status;
+  for (auto& container : containers) container->close_stdin();
+  for (auto& container : containers) EXPECT_EQ(container->wait_exit(10s), 0);
 }
 
 // The service manager's side of the fd store protocol (sd_notify(3),
@@ -1015,15 +1060,6 @@ TEST_F(RuntimeTest, AUserNamespacedContainerGetsTheOptions) {
   EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
   tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
               "userns"});
-}
-
-int rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.starts_with("VmRSS:")) return std::stoi(line.substr(6));
-  }
-  return -1;
 }
 
 // 50 containers started by runc one after another, each making a few
