@@ -585,6 +585,7 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
                               : "; it gets the node's settings"));
   }
   handler.log_label = name + ": ";
+  handler.shared_ring = &ring_;
   uint64_t key = next_key_++;
   if (!adopted) {
     tag = tag_prefix_ + std::to_string(key);

@@ -33,6 +33,7 @@
 #include "supervisor/listener.h"
 #include "supervisor/log.h"
 #include "supervisor/notification_handler.h"
+#include "supervisor/option_ring.h"
 #include "supervisor/server.h"
 #include "supervisor/setting_flags.h"
 
@@ -118,6 +119,9 @@ class Agent {
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> control_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> metrics_;
+  // One ring for every container's options: the loop serves one call at
+  // a time, and a ring per container cost an fd and its memory each.
+  OptionRing ring_;
   uint64_t refused_messages_ = 0;
   boost::asio::steady_timer retry_;  // accepting again after a failure
   Warnings warnings_;

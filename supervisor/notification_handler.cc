@@ -28,7 +28,9 @@ NotificationHandler::NotificationHandler(Listener& listener,
                                          HandlerOptions options)
     : listener_(listener),
       options_(std::move(options)),
-      caller_check_(listener, tasks_, options_.own, warnings_) {}
+      caller_check_(listener, tasks_, options_.own, warnings_),
+      options_ring_(options_.shared_ring != nullptr ? *options_.shared_ring
+                                                    : own_ring_) {}
 
 NotificationHandler::~NotificationHandler() { warnings_.flush(); }
 

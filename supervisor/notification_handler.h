@@ -39,6 +39,10 @@ struct HandlerOptions {
   // then a call the supervisor has received can only be interrupted by a
   // fatal signal, and emulation cannot leave an fd behind in a live target.
   bool wait_killable_recv = false;
+  // A ring for the options shared by every handler of the process (all
+  // used by one thread), instead of one of the handler's own: where one
+  // process serves many listeners (keepalive-agent). Borrowed.
+  OptionRing* shared_ring = nullptr;
 };
 
 // Counters, for tests and -v.
@@ -103,7 +107,8 @@ class NotificationHandler {
   Warnings warnings_;
   TaskCache tasks_;
   CallerCheck caller_check_;
-  OptionRing options_ring_;  // used by the serving thread only
+  OptionRing own_ring_;  // used by the serving thread only
+  OptionRing& options_ring_;  // own_ring_, or options_.shared_ring
 };
 
 }  // namespace keepalive

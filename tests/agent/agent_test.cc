@@ -650,10 +650,9 @@ TEST_F(AgentTest, AContainerKilledMidCallIsDroppedCleanly) {
 }
 
 // 100 containers served at once: what each costs the agent, in memory and
-// descriptors. Six fds each today: the listener, the loop's copy of it,
-// the record for the fd store, the task cache's epoll and a cached pidfd,
-// and the io_uring ring the options go through (one per container: a
-// ring shared by all would save two).
+// descriptors. Five fds each: the listener, the loop's copy of it, the
+// record for the fd store, the task cache's epoll and a cached pidfd (the
+// io_uring ring the options go through is the agent's, shared).
 TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
   std::unique_ptr<Child> agent = start_agent({});
   AcceptingServer server;
@@ -676,7 +675,7 @@ TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
   RecordProperty("agent_rss_kib_before", rss_before);
   RecordProperty("agent_rss_kib_with_100", rss);
   RecordProperty("agent_fds_with_100", fds);
-  EXPECT_LE(fds - fds_before, 600) << "at most six fds per container";
+  EXPECT_LE(fds - fds_before, 500) << "at most five fds per container";
   EXPECT_LE(kib_each, 64.0) << "KiB per container";
   tests::Outcome status = tests::run(
       {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
