@@ -627,6 +627,8 @@ TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
 TEST_F(AgentTest, AContainerKilledMidCallIsDroppedCleanly) {
   std::unique_ptr<Child> agent = start_agent({});
   AcceptingServer server;
+  // A first container sets up what the agent keeps (its options ring).
+  EXPECT_EQ(options_of_container(*agent, "first", {})["SO_KEEPALIVE"], 1);
   std::this_thread::sleep_for(50ms);
   int fds_before = open_fds(agent->pid());
   for (int round = 0; round < 3; ++round) {
@@ -675,7 +677,8 @@ TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
   RecordProperty("agent_rss_kib_before", rss_before);
   RecordProperty("agent_rss_kib_with_100", rss);
   RecordProperty("agent_fds_with_100", fds);
-  EXPECT_LE(fds - fds_before, 500) << "at most five fds per container";
+  EXPECT_LE(fds - fds_before, 501)
+      << "at most five fds per container, and the agent's ring";
   EXPECT_LE(kib_each, 64.0) << "KiB per container";
   tests::Outcome status = tests::run(
       {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
