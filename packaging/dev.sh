@@ -9,7 +9,8 @@
 #                            libkeepalive.so gives netcat
 #   packaging/dev.sh demo agent   build, then run a runc container handed
 #                            to keepalive-agent and show its socket's options
-#   packaging/dev.sh test    build, then run the whole test suite
+#   packaging/dev.sh test    build, then run the whole test suite, then
+#                            the engine's suites under ASan and UBSan
 #   packaging/dev.sh fuzz [SECONDS]   build, then run each fuzz target
 #                            for SECONDS (default 300; tests/fuzz/)
 #   packaging/dev.sh bench   build, then benchmark every mode
@@ -50,7 +51,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,16s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '3,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -299,6 +300,25 @@ run_tests() {
     log "no libkeepalive0: StraceTest.OldVariablesDoWhatLibkeepalive0Did skips"
   timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
     ctest --test-dir "$BUILD" --output-on-failure --timeout 300 \
+    -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
+  sanitized_tests
+}
+
+# The engine's suites again, built with AddressSanitizer and
+# UndefinedBehaviorSanitizer (KEEPALIVE_SANITIZE) in build-sanitize/: the
+# supervisor, the agent and the option model, where a memory error would
+# hide. The preload and packaging suites run only in the plain build.
+sanitized_tests() {
+  local dir="$REPO/build-sanitize" werror=OFF
+  [[ "${CI:-}" == true ]] && werror=ON
+  log "the sanitizer build (ASan + UBSan) and its tests"
+  cmake -S "$REPO" -B "$dir" -DKEEPALIVE_SANITIZE=ON \
+    -DKEEPALIVE_WERROR="$werror" >/dev/null
+  cmake --build "$dir" -j "$(nproc)" >/dev/null
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
+    ctest --test-dir "$dir" --output-on-failure --timeout 300 \
+    -L 'common|supervisor|agent' -LE 'vm|fuzz' \
     -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
 }
 

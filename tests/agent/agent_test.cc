@@ -573,6 +573,14 @@ int open_fds(pid_t pid) {
   return count;
 }
 
+// AddressSanitizer keeps freed memory in quarantine: RSS budgets mean
+// nothing in a sanitizer build (the fd counts still do).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 int rss_kib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
   std::string line;
@@ -679,7 +687,7 @@ TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
   RecordProperty("agent_fds_with_100", fds);
   EXPECT_LE(fds - fds_before, 501)
       << "at most five fds per container, and the agent's ring";
-  EXPECT_LE(kib_each, 64.0) << "KiB per container";
+  if (!kSanitized) EXPECT_LE(kib_each, 64.0) << "KiB per container";
   tests::Outcome status = tests::run(
       {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
   EXPECT_NE(status.out.find("100 containers"), std::string::npos) << status;
@@ -1098,7 +1106,7 @@ TEST_F(RuntimeTest, FiftyContainersInTurnLeaveTheAgentAsTheyFoundIt) {
   RecordProperty("agent_rss_kib_after_10", rss_after_10);
   RecordProperty("agent_rss_kib_after_50", rss);
   EXPECT_EQ(fds, fds_after_10);
-  EXPECT_LE(rss, rss_after_10 + 128) << "KiB";
+  if (!kSanitized) EXPECT_LE(rss, rss_after_10 + 128) << "KiB";
   agent->signal_group(SIGTERM);
   EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
 }
