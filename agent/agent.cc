@@ -10,14 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
 #include <string>
 #include <utility>
-
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/write.hpp>
 
 #include "supervisor/log.h"
 
@@ -27,7 +26,6 @@ namespace {
 // Asio opens and accepts sockets without close-on-exec; a re-exec
 // (fd_store.h) passes on exactly the fds it names.
 void mark_cloexec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
-
 
 namespace asio = boost::asio;
 using Local = asio::local::stream_protocol;
@@ -94,10 +92,9 @@ struct Agent::Connection {
 // it holds; the listener closes its own).
 struct Agent::Container {
   Container(asio::io_context& io, std::string id_, std::string name_,
-            pid_t pid_,
-             std::string tag_, UniqueFd record_,
-             std::unique_ptr<KernelListener> listener_,
-             const HandlerOptions& options, int ready_fd)
+            pid_t pid_, std::string tag_, UniqueFd record_,
+            std::unique_ptr<KernelListener> listener_,
+            const HandlerOptions& options, int ready_fd)
       : id(std::move(id_)),
         name(std::move(name_)),
         pid(pid_),
@@ -107,12 +104,12 @@ struct Agent::Container {
         listener(std::move(listener_)),
         server(*listener, options),
         ready(io, ready_fd) {}
-  std::string id;        // the runtime's, quoted; may be empty
+  std::string id;  // the runtime's, quoted; may be empty
   std::string name;
   pid_t pid;             // as the runtime reported it
   std::string settings;  // describe()'s, for status
-  std::string tag;    // its fds' names in the store: listener-TAG, record-TAG
-  UniqueFd record;    // save_record's, for the store and a re-exec
+  std::string tag;  // its fds' names in the store: listener-TAG, record-TAG
+  UniqueFd record;  // save_record's, for the store and a re-exec
   std::unique_ptr<KernelListener> listener;
   Server server;
   asio::posix::stream_descriptor ready;
@@ -122,8 +119,8 @@ Agent::Agent(asio::io_context& io, AgentOptions options)
     : io_(io), options_(std::move(options)), retry_(io) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
-  tag_prefix_ = std::to_string(now.tv_sec) + "." +
-                std::to_string(now.tv_nsec) + "-";
+  tag_prefix_ =
+      std::to_string(now.tv_sec) + "." + std::to_string(now.tv_nsec) + "-";
 }
 
 Agent::~Agent() = default;
@@ -137,7 +134,7 @@ void Agent::adopt(std::vector<NamedFd> fds) {
     } else if (kept.name.starts_with(kRecordPrefix)) {
       records[kept.name.substr(strlen(kRecordPrefix))] = std::move(kept.fd);
     } else if (!acceptor_ && sd_is_socket_unix(kept.fd.get(), SOCK_STREAM, 1,
-                                                nullptr, 0) > 0) {
+                                               nullptr, 0) > 0) {
       acceptor_ = std::make_unique<Local::acceptor>(io_);
       boost::system::error_code error;
       acceptor_->assign(Local(), kept.fd.get(), error);
@@ -197,19 +194,17 @@ Result<std::unique_ptr<Local::acceptor>> bind_socket(
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
-      return std::unexpected(
-          SysError{0, path + " exists and is not a socket"});
+      return std::unexpected(SysError{0, path + " exists and is not a socket"});
     }
     // A socket nobody accepts on is an earlier agent's: replace it. One
     // that accepts belongs to a running agent: leave it.
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     Local::endpoint endpoint(path);
-    bool live = probe >= 0 &&
-                connect(probe, endpoint.data(), endpoint.size()) == 0;
+    bool live =
+        probe >= 0 && connect(probe, endpoint.data(), endpoint.size()) == 0;
     if (probe >= 0) close(probe);
     if (live) {
-      return std::unexpected(
-          SysError{0, path + ": another agent serves it"});
+      return std::unexpected(SysError{0, path + ": another agent serves it"});
     }
     unlink(path.c_str());
   }
@@ -220,14 +215,15 @@ Result<std::unique_ptr<Local::acceptor>> bind_socket(
     acceptor->bind(Local::endpoint(path));
     acceptor->listen();
   } catch (const std::exception& e) {
-    return std::unexpected(SysError{0, "listening on " + path + ": " + e.what()});
+    return std::unexpected(
+        SysError{0, "listening on " + path + ": " + e.what()});
   }
   if (chmod(path.c_str(), 0660) != 0) return errno_error("chmod " + path);
   // A directory made here goes to the group too; one that was there is
   // the administrator's to open.
-  if (group && (chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0 ||
-                (created &&
-                 chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0))) {
+  if (group &&
+      (chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0 ||
+       (created && chown(dir.c_str(), static_cast<uid_t>(-1), *group) != 0))) {
     return errno_error("giving " + path + " to group " +
                        std::to_string(*group));
   }
@@ -261,12 +257,13 @@ Result<std::string> Agent::listen() {
     return error ? std::string("an inherited socket") : where.path();
   }
   const std::string& path = options_.socket_path;
-  Result<std::unique_ptr<Local::acceptor>> bound = bind_socket(io_, path, options_.group);
+  Result<std::unique_ptr<Local::acceptor>> bound =
+      bind_socket(io_, path, options_.group);
   if (!bound) return std::unexpected(bound.error());
   acceptor_ = std::move(*bound);
   // Runtimes that connect while the agent restarts wait in the backlog.
-  if (Result<void> kept = service_.keep(acceptor_->native_handle(),
-                                        kSocketName);
+  if (Result<void> kept =
+          service_.keep(acceptor_->native_handle(), kSocketName);
       !kept) {
     log_line(kept.error().message());
   }
@@ -286,9 +283,9 @@ void Agent::accept_control() {
               trusted_peer(peer->native_handle(), &cred, options_.group)
                   ? status()
                   : "only root may ask keepalive-agent for its status\n");
-          asio::async_write(*peer, asio::buffer(*text),
-                            [peer, text](const boost::system::error_code&,
-                                         size_t) {});
+          asio::async_write(
+              *peer, asio::buffer(*text),
+              [peer, text](const boost::system::error_code&, size_t) {});
         }
         accept_control();
       });
@@ -355,11 +352,12 @@ void Agent::accept_metrics() {
         if (!error) {
           mark_cloexec(scrape->socket.native_handle());
           scrape->timer.expires_after(kStateTimeout);
-          scrape->timer.async_wait([scrape](const boost::system::error_code& e) {
-            if (e) return;
-            boost::system::error_code ignored;
-            scrape->socket.close(ignored);
-          });
+          scrape->timer.async_wait(
+              [scrape](const boost::system::error_code& e) {
+                if (e) return;
+                boost::system::error_code ignored;
+                scrape->socket.close(ignored);
+              });
           asio::async_read_until(
               scrape->socket, scrape->request, "\r\n\r\n",
               [this, scrape](const boost::system::error_code& e, size_t) {
@@ -377,8 +375,8 @@ void Agent::accept_metrics() {
                     [scrape](const boost::system::error_code&, size_t) {
                       scrape->timer.cancel();
                       boost::system::error_code ignored;
-                      scrape->socket.shutdown(asio::ip::tcp::socket::shutdown_both,
-                                              ignored);
+                      scrape->socket.shutdown(
+                          asio::ip::tcp::socket::shutdown_both, ignored);
                     });
               });
         }
@@ -408,7 +406,8 @@ std::string Agent::metrics() const {
   std::string text =
       "# HELP keepalive_agent_containers Containers served now.\n"
       "# TYPE keepalive_agent_containers gauge\n"
-      "keepalive_agent_containers " + std::to_string(containers_.size()) +
+      "keepalive_agent_containers " +
+      std::to_string(containers_.size()) +
       "\n"
       "# HELP keepalive_agent_refused_messages_total Runtime messages "
       "refused (bad JSON, no listener, too slow).\n"
@@ -434,11 +433,11 @@ std::string Agent::metrics() const {
     text += std::string("# HELP ") + family.name + " " + family.help + "\n" +
             "# TYPE " + family.name + " counter\n";
     for (const auto& [key, container] : containers_) {
-      text += std::string(family.name) + "{container=\"" +
-              label(container->id) + "\",pid=\"" +
-              std::to_string(container->pid) + "\"} " +
-              std::to_string(family.value(container->server.handler().stats())) +
-              "\n";
+      text +=
+          std::string(family.name) + "{container=\"" + label(container->id) +
+          "\",pid=\"" + std::to_string(container->pid) + "\"} " +
+          std::to_string(family.value(container->server.handler().stats())) +
+          "\n";
     }
   }
   return text;
@@ -471,8 +470,7 @@ std::vector<std::pair<int, std::string>> Agent::passable_fds() const {
     fds.emplace_back(container->listener->fd(),
                      kListenerPrefix + container->tag);
     if (container->record.valid()) {
-      fds.emplace_back(container->record.get(),
-                       kRecordPrefix + container->tag);
+      fds.emplace_back(container->record.get(), kRecordPrefix + container->tag);
     }
   }
   return fds;
@@ -490,8 +488,8 @@ void Agent::accept_next() {
         }
         // Out of descriptors or memory, say: try again in a while rather
         // than spin on a failing accept.
-        warnings_.limited("accept", "accepting a runtime's connection: " +
-                                        error.message());
+        warnings_.limited(
+            "accept", "accepting a runtime's connection: " + error.message());
         retry_.expires_after(std::chrono::milliseconds(100));
         retry_.async_wait([this](const boost::system::error_code& e) {
           if (!e) accept_next();
@@ -521,8 +519,9 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
         if (error || connection->done) return;
         connection->done = true;
         ++refused_messages_;
-        warnings_.limited("slow", "a runtime sent no complete message "
-                                  "within 5 s; connection closed");
+        warnings_.limited("slow",
+                          "a runtime sent no complete message "
+                          "within 5 s; connection closed");
         boost::system::error_code ignored;
         connection->socket.close(ignored);
       });
@@ -535,8 +534,7 @@ void Agent::wait_state(std::shared_ptr<Connection> connection) {
       [this, connection](const boost::system::error_code& error) {
         if (error || connection->done) return;
         std::optional<Result<ContainerState>> got =
-            connection->receiver.read_some(
-                connection->socket.native_handle());
+            connection->receiver.read_some(connection->socket.native_handle());
         if (!got) return wait_state(connection);  // more to come
         connection->done = true;
         connection->timer.cancel();
@@ -574,12 +572,14 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
   (*listener)->request_sync_wake_up();
   HandlerOptions handler = options_.handler;
   auto own = container_options(
-      state, WorkloadOptions{.settings = handler.settings, .mode = handler.mode});
+      state,
+      WorkloadOptions{.settings = handler.settings, .mode = handler.mode});
   if (own) {
     handler.settings = own->settings;
     handler.mode = own->mode;
   } else {
-    if (options_.strict) handler.settings = handler.settings.with_enabled(false);
+    if (options_.strict)
+      handler.settings = handler.settings.with_enabled(false);
     log_line(name + ": " + own.error() +
              (options_.strict ? "; its sockets get no options (--strict)"
                               : "; it gets the node's settings"));
@@ -596,8 +596,7 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
     }
     // A copy in the store keeps the container's calls waiting, not
     // failing, while the agent restarts.
-    Result<void> kept =
-        service_.keep((*listener)->fd(), kListenerPrefix + tag);
+    Result<void> kept = service_.keep((*listener)->fd(), kListenerPrefix + tag);
     if (kept && record.valid()) {
       kept = service_.keep(record.get(), kRecordPrefix + tag);
     }
@@ -608,10 +607,10 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
                             "fail with ENOSYS if the agent restarts");
     }
   }
-  containers_.emplace(key, std::make_unique<Container>(
-                               io_, state.id, name, state.pid, std::move(tag),
-                               std::move(record), std::move(*listener),
-                               handler, ready_fd));
+  containers_.emplace(
+      key, std::make_unique<Container>(
+               io_, state.id, name, state.pid, std::move(tag),
+               std::move(record), std::move(*listener), handler, ready_fd));
   if (options_.handler.verbose) {
     log_line(name + " (pid " + std::to_string(state.pid) + "): serving" +
              (adopted ? " again" : "") + ", " + describe(handler));

@@ -21,8 +21,8 @@
 #include <cstdint>
 #include <expected>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>

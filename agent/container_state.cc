@@ -2,10 +2,10 @@
 #include "agent/container_state.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,9 +53,9 @@ Result<ContainerState> parse_container_state(std::string_view text,
     return invalid("", "the runtime's message is not a JSON object");
   }
   ContainerState state;
-  if (auto it = doc.find("state");
-      it != doc.end() && it->is_object() && it->contains("id") &&
-      (*it)["id"].is_string()) {
+  if (auto it = doc.find("state"); it != doc.end() && it->is_object() &&
+                                   it->contains("id") &&
+                                   (*it)["id"].is_string()) {
     state.id = shown((*it)["id"].get<std::string>());
   }
   if (auto it = doc.find("state"); it != doc.end() && it->is_object()) {
@@ -100,16 +100,16 @@ Result<ContainerState> parse_container_state(std::string_view text,
     return invalid(state.id, "no fd named \"seccompFd\"");
   }
   if (!is_seccomp_listener(state.listener.get())) {
-    return invalid(state.id, "the fd named \"seccompFd\" is not a seccomp "
-                             "listener");
+    return invalid(state.id,
+                   "the fd named \"seccompFd\" is not a seccomp "
+                   "listener");
   }
   return state;
 }
 
 Result<UniqueFd> save_record(const ContainerState& state) {
-  json record = {{"id", state.id},
-                 {"pid", state.pid},
-                 {"metadata", state.metadata}};
+  json record = {
+      {"id", state.id}, {"pid", state.pid}, {"metadata", state.metadata}};
   if (state.annotation) record["annotation"] = *state.annotation;
   std::string text = record.dump();
   UniqueFd fd(memfd_create("keepalive-agent container",
@@ -183,12 +183,12 @@ std::optional<Result<ContainerState>> StateReceiver::read_some(int sock) {
       }
     }
     if (msg.msg_flags & MSG_CTRUNC) {
-      return invalid("", "the runtime sent more than " +
-                             std::to_string(kMaxFds) + " fds");
+      return invalid(
+          "", "the runtime sent more than " + std::to_string(kMaxFds) + " fds");
     }
     if (fds_.size() > kMaxFds) {
-      return invalid("", "the runtime sent more than " +
-                             std::to_string(kMaxFds) + " fds");
+      return invalid(
+          "", "the runtime sent more than " + std::to_string(kMaxFds) + " fds");
     }
     if (n == 0) {
       if (text_.empty() && fds_.empty()) {

@@ -37,7 +37,7 @@ struct ContainerState {
   std::string metadata;  // the profile's listenerMetadata
   // state.annotations["org.keepalive.options"], where the runtime passes it
   std::optional<std::string> annotation;
-  UniqueFd listener;     // the seccomp notification fd ("seccompFd")
+  UniqueFd listener;  // the seccomp notification fd ("seccompFd")
 };
 
 // The annotation that carries a container's own options.

@@ -73,9 +73,9 @@ Result<void> ServiceManager::keep(int fd, const std::string& name) {
   std::string message = "FDSTORE=1\nFDNAME=" + name;
   int r = sd_pid_notify_with_fds(0, 0, message.c_str(), &fd, 1);
   if (r <= 0) {
-    return std::unexpected(SysError{r < 0 ? -r : 0,
-                                    "handing " + name +
-                                        " to the service manager's fd store"});
+    return std::unexpected(
+        SysError{r < 0 ? -r : 0,
+                 "handing " + name + " to the service manager's fd store"});
   }
   return {};
 }

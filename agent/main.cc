@@ -3,6 +3,7 @@
 // crun, containerd, newer Docker) hand over for containers whose seccomp
 // profile names the agent's socket as its listenerPath, and puts the TCP
 // keepalive options on those containers' sockets.
+#include <errno.h>
 #include <getopt.h>
 #include <grp.h>
 #include <signal.h>
@@ -15,14 +16,13 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <errno.h>
 #include <exception>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/agent.h"
@@ -66,8 +66,8 @@ constexpr char kHelp[] =
     "same syntax, e.g. \"--keepidle=30 --mode=connect\"):\n"
     "      --mode=MODE          socket (default): every TCP socket the\n"
     "                             profile traps; connect: client sockets;\n"
-    "                             listen: server sockets\n"
-    KEEPALIVE_SETTING_FLAGS_HELP
+    "                             listen: server "
+    "sockets\n" KEEPALIVE_SETTING_FLAGS_HELP
     "      --strict             a container whose own settings are invalid\n"
     "                             gets no options (by default: the node's)\n"
     "\n"
@@ -234,11 +234,12 @@ int run_status(int argc, char** argv) {
     } else if (word == "--control" && i + 1 < argc) {
       path = argv[++i];
     } else if (word == "--help" || word == "-h") {
-      fputs("Usage: keepalive-agent status [--control=PATH]\n"
-            "Print what the running agent serves: one line per container\n"
-            "(pid, sockets given options, failures, settings).\n"
-            "PATH defaults to /run/keepalive/control.sock.\n",
-            stdout);
+      fputs(
+          "Usage: keepalive-agent status [--control=PATH]\n"
+          "Print what the running agent serves: one line per container\n"
+          "(pid, sockets given options, failures, settings).\n"
+          "PATH defaults to /run/keepalive/control.sock.\n",
+          stdout);
       return 0;
     } else {
       return usage("status: unexpected argument " + quoted(word));
@@ -251,9 +252,8 @@ int run_status(int argc, char** argv) {
   }
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!sock.valid() ||
-      connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) !=
-          0) {
+  if (!sock.valid() || connect(sock.get(), reinterpret_cast<sockaddr*>(&addr),
+                               sizeof addr) != 0) {
     log_line("status: no agent answers on " + keepalive::quoted(path) + ": " +
              strerror(errno));
     return 1;
@@ -283,8 +283,8 @@ int run(int argc, char** argv) {
   }
   AgentOptions options;
   options.socket_path = kDefaultSocket;
-  Settings settings = parse_settings(lookup_env, nullptr, log_warning_sink,
-                                     nullptr);
+  Settings settings =
+      parse_settings(lookup_env, nullptr, log_warning_sink, nullptr);
   Mode mode = Mode::kSocket;
   bool verbose = settings.debug();
   std::vector<option> options_table = long_options();

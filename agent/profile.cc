@@ -12,9 +12,8 @@ using nlohmann::json;
 
 bool is_notified(const json& name) {
   return name.is_string() &&
-         std::ranges::any_of(kNotifiedCalls, [&](const char* call) {
-           return name == call;
-         });
+         std::ranges::any_of(kNotifiedCalls,
+                             [&](const char* call) { return name == call; });
 }
 
 }  // namespace
@@ -76,11 +75,10 @@ std::expected<json, std::string> make_profile(const json& base,
                          (!rule.contains("args") || rule["args"].is_null() ||
                           rule["args"].empty());
       if (!plain_allow) {
-        return std::unexpected(where + " acts on connect or listen (" +
-                               rule.value("action", "?") +
-                               (rule.contains("args") ? ", with conditions"
-                                                      : "") +
-                               "); the agent's rule would override it");
+        return std::unexpected(
+            where + " acts on connect or listen (" + rule.value("action", "?") +
+            (rule.contains("args") ? ", with conditions" : "") +
+            "); the agent's rule would override it");
       }
       json kept = json::array();
       for (const json& name : names) {

@@ -13,8 +13,8 @@
 namespace keepalive::agent {
 
 struct ProfileOptions {
-  std::string socket_path;  // listenerPath
-  std::string metadata;     // listenerMetadata; checked, may be empty
+  std::string socket_path;          // listenerPath
+  std::string metadata;             // listenerMetadata; checked, may be empty
   bool wait_killable_recv = false;  // flags: WAIT_KILLABLE_RECV (Linux 5.19)
 };
 

@@ -27,7 +27,7 @@ inline constexpr SettingFlag kSettingFlags[] = {
 };
 
 // --help's lines for kSettingFlags, in that order.
-#define KEEPALIVE_SETTING_FLAGS_HELP                                        \
+#define KEEPALIVE_SETTING_FLAGS_HELP                                         \
   "      --keepidle=S         TCP_KEEPIDLE: idle seconds before the first\n" \
   "                             probe (15)\n"                                \
   "      --keepcnt=N          TCP_KEEPCNT: unanswered probes before the\n"   \
