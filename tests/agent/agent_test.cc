@@ -687,7 +687,9 @@ TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
   RecordProperty("agent_fds_with_100", fds);
   EXPECT_LE(fds - fds_before, 501)
       << "at most five fds per container, and the agent's ring";
-  if (!kSanitized) EXPECT_LE(kib_each, 64.0) << "KiB per container";
+  if (!kSanitized) {
+    EXPECT_LE(kib_each, 64.0) << "KiB per container";
+  }
   tests::Outcome status = tests::run(
       {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
   EXPECT_NE(status.out.find("100 containers"), std::string::npos) << status;
@@ -1106,7 +1108,9 @@ TEST_F(RuntimeTest, FiftyContainersInTurnLeaveTheAgentAsTheyFoundIt) {
   RecordProperty("agent_rss_kib_after_10", rss_after_10);
   RecordProperty("agent_rss_kib_after_50", rss);
   EXPECT_EQ(fds, fds_after_10);
-  if (!kSanitized) EXPECT_LE(rss, rss_after_10 + 128) << "KiB";
+  if (!kSanitized) {
+    EXPECT_LE(rss, rss_after_10 + 128) << "KiB";
+  }
   agent->signal_group(SIGTERM);
   EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
 }
