@@ -795,6 +795,11 @@ class FakeServiceManager {
     return pid;
   }
 
+  // Holds `fd` under `name`, as a socket unit's FileDescriptorName= does.
+  void hand(const std::string& name, UniqueFd fd) {
+    store_[name].push_back(std::move(fd));
+  }
+
   bool ready = false;
 
  private:
@@ -865,6 +870,49 @@ TEST_F(AgentTest, TheFdStoreCarriesAContainerAcrossAStopAndStart) {
   int status = 0;
   waitpid(next, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << file_text(log);
+}
+
+// Socket activation: the listening socket comes from the service manager
+// (keepalive-agent.socket), and the agent serves on it as it is.
+TEST_F(AgentTest, ASocketFromSocketActivationIsServed) {
+  FakeServiceManager manager(path("notify.sock"));
+  std::filesystem::create_directories(path("run"));
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path().c_str());
+  ASSERT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr),
+            0);
+  ASSERT_EQ(listen(sock.get(), 16), 0);
+  manager.hand("keepalive-agent.socket", std::move(sock));
+  std::string log = path("agent.log");
+  // --socket names another path: the activated socket wins.
+  pid_t agent = manager.start({KEEPALIVE_AGENT, "--socket",
+                               path("unused/agent.sock"), "--keepidle", "29"},
+                              log);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (file_text(log).find("listening on") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_NE(file_text(log).find("listening on " + socket_path()),
+            std::string::npos)
+      << file_text(log);
+  Listener server;
+  Child target({KEEPALIVE_OCI_RUNTIME, socket_path(), "activated", "--",
+                tests::raw_tcp_path(), "connect",
+                std::to_string(server.port())});
+  ASSERT_TRUE(target.wait_line("connected", 10s))
+      << target.transcript() << file_text(log);
+  tests::Options options = tests::probe_options(target.pid(), server.port());
+  EXPECT_EQ(options["TCP_KEEPIDLE"], 29);
+  target.close_stdin();
+  EXPECT_EQ(target.wait_exit(10s), 0);
+  kill(agent, SIGTERM);
+  int status = 0;
+  waitpid(agent, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << file_text(log);
+  EXPECT_FALSE(std::filesystem::exists(path("unused/agent.sock")));
 }
 
 // ---- with runc and crun ----------------------------------------------------
