@@ -573,6 +573,21 @@ int open_fds(pid_t pid) {
   return count;
 }
 
+// The same, without the agent's io_uring options ring, which it sets up
+// at the first socket after each start (so whether it is there depends on
+// when one looks).
+int open_fds_but_ring(pid_t pid) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(
+           "/proc/" + std::to_string(pid) + "/fd")) {
+    std::error_code error;
+    auto target = std::filesystem::read_symlink(entry.path(), error);
+    if (!error && target.string() == "anon_inode:[io_uring]") continue;
+    ++count;
+  }
+  return count;
+}
+
 // AddressSanitizer keeps freed memory in quarantine: RSS budgets mean
 // nothing in a sanitizer build (the fd counts still do).
 #if defined(__SANITIZE_ADDRESS__)
@@ -611,7 +626,7 @@ TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
                 tests::raw_tcp_path(), "signals", "30000", "--connect",
                 std::to_string(server.port())});
   std::this_thread::sleep_for(100ms);
-  int fds_before = open_fds(agent->pid());
+  int fds_before = open_fds_but_ring(agent->pid());
   for (int i = 1; i <= 3; ++i) {
     kill(agent->pid(), SIGHUP);
     ASSERT_TRUE(wait_for_count(*agent, "took over 1 of 1 containers", i, 10s))
@@ -619,7 +634,9 @@ TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
     ASSERT_TRUE(wait_for_count(*agent, "listening on", i + 1, 10s))
         << agent->transcript();
   }
-  EXPECT_EQ(open_fds(agent->pid()), fds_before);
+  // A leak in the re-exec would add one per restart; a cached pidfd of
+  // the container's may come or go with its calls.
+  EXPECT_LE(open_fds_but_ring(agent->pid()), fds_before + 1);
   // The restarts happened while the container was making its calls.
   EXPECT_TRUE(client.running()) << "the loop ended before the restarts";
   tests::Options result = loop_result(client);
