@@ -23,10 +23,6 @@
 namespace keepalive::agent {
 namespace {
 
-// Asio opens and accepts sockets without close-on-exec; a re-exec
-// (fd_store.h) passes on exactly the fds it names.
-void mark_cloexec(int fd) { fcntl(fd, F_SETFD, FD_CLOEXEC); }
-
 namespace asio = boost::asio;
 using Local = asio::local::stream_protocol;
 
@@ -56,14 +52,13 @@ std::string describe(const HandlerOptions& handler) {
   return text;
 }
 
-// The directory of `path`, "." for a bare name.
+}  // namespace
+
 std::string directory_of(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : path.substr(0, slash);
 }
-
-}  // namespace
 
 std::expected<WorkloadOptions, std::string> container_options(
     const ContainerState& state, const WorkloadOptions& node) {

@@ -51,6 +51,9 @@ struct AgentOptions {
   bool strict = false;
 };
 
+// The directory of `path`, "." for a bare name.
+std::string directory_of(const std::string& path);
+
 // The options for the container of `state`: `node`'s, then its profile's
 // listenerMetadata over them, then its annotation over those. A bad word
 // in either fails, with a message naming where it was.

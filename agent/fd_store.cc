@@ -13,12 +13,13 @@
 #include <utility>
 
 namespace keepalive::agent {
-namespace {
 
 bool mark_cloexec(int fd) {
   int flags = fcntl(fd, F_GETFD);
   return flags >= 0 && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0;
 }
+
+namespace {
 
 // "FD:NAME,..." as reexec wrote it; anything else is skipped.
 std::vector<NamedFd> parse_passed(std::string_view text) {

@@ -27,6 +27,11 @@ struct NamedFd {
 // "FD:NAME,FD:NAME,...".
 inline constexpr char kPassedFdsVariable[] = "KEEPALIVE_AGENT_FDS";
 
+// Marks `fd` close-on-exec; false if it is not an open fd. Asio opens and
+// accepts sockets without it: the agent marks each, so that a re-exec
+// passes on exactly the fds it names.
+bool mark_cloexec(int fd);
+
 // The fds an earlier agent left to this one: passed by a re-exec, or by
 // the service manager (its file descriptor store and socket activation),
 // with their names. Unsets the variables that named them, marks each fd

@@ -218,10 +218,8 @@ int run_profile(int argc, char** argv) {
 
 // The control socket beside `socket_path`: DIR/control.sock.
 std::string control_beside(const std::string& socket_path) {
-  size_t slash = socket_path.rfind('/');
-  return slash == std::string::npos
-             ? "control.sock"
-             : socket_path.substr(0, slash + 1) + "control.sock";
+  std::string dir = directory_of(socket_path);
+  return dir == "/" ? "/control.sock" : dir + "/control.sock";
 }
 
 // keepalive-agent status [--control=PATH]

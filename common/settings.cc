@@ -165,40 +165,41 @@ const char* legacy_env_name(Option option) {
 
 Settings parse_settings(EnvLookup lookup, void* lookup_ctx, WarningSink warn,
                         void* warn_ctx) {
+  // Each variable is looked up once: which name was found decides the
+  // defaults (libkeepalive0's when only old names are set) before any
+  // value is applied.
+  const char* names[kOptionCount] = {};
+  const char* texts[kOptionCount] = {};
+  const char* keepalive = env_or_null(lookup, lookup_ctx, "KEEPALIVE");
   bool any_tcp_name = false;
+  bool any_old_name = keepalive != nullptr;
   for (int i = 1; i < kOptionCount; ++i) {
-    any_tcp_name = any_tcp_name ||
-                   env_or_null(lookup, lookup_ctx, kOptions[i].env_name);
-  }
-  bool any_old_name = env_or_null(lookup, lookup_ctx, "KEEPALIVE") != nullptr;
-  for (int i = 1; i < kOptionCount; ++i) {
+    names[i] = kOptions[i].env_name;
+    texts[i] = env_or_null(lookup, lookup_ctx, names[i]);
+    any_tcp_name = any_tcp_name || texts[i] != nullptr;
     const char* old_name = legacy_env_name(static_cast<Option>(i));
-    any_old_name = any_old_name ||
-                   (old_name && env_or_null(lookup, lookup_ctx, old_name));
+    if (texts[i] == nullptr && old_name != nullptr) {
+      names[i] = old_name;
+      texts[i] = env_or_null(lookup, lookup_ctx, old_name);
+      any_old_name = any_old_name || texts[i] != nullptr;
+    }
   }
   Settings settings = !any_tcp_name && any_old_name
                           ? Settings::libkeepalive0()
                           : Settings();
   for (int i = 1; i < kOptionCount; ++i) {
+    if (texts[i] == nullptr) continue;
     Option option = static_cast<Option>(i);
-    const char* name = kOptions[i].env_name;
-    const char* text = env_or_null(lookup, lookup_ctx, name);
-    if (text == nullptr && legacy_env_name(option) != nullptr) {
-      name = legacy_env_name(option);
-      text = env_or_null(lookup, lookup_ctx, name);
-    }
-    if (text == nullptr) continue;
-    ParsedValue parsed = parse_option_value(option, text);
+    ParsedValue parsed = parse_option_value(option, texts[i]);
     if (parsed.ok) {
       settings = settings.with_value(option, parsed.value);
     } else {
-      warnf(warn, warn_ctx, name, text, parsed.expected,
+      warnf(warn, warn_ctx, names[i], texts[i], parsed.expected,
             "using the system default");
       settings = settings.with_value(option, 0);
     }
   }
 
-  const char* keepalive = env_or_null(lookup, lookup_ctx, "KEEPALIVE");
   if (keepalive != nullptr) {
     if (strcasecmp(keepalive, "off") == 0) {
       settings = settings.with_enabled(false);
