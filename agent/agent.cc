@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
@@ -73,9 +74,16 @@ std::expected<WorkloadOptions, std::string> container_options(
   return annotated;
 }
 
-// A runtime's connection while its message arrives.
+// A runtime's connection while its message arrives. The agent counts
+// those alive: a re-exec waits for them (their fds would not pass).
 struct Agent::Connection {
-  explicit Connection(asio::io_context& io) : socket(io), timer(io) {}
+  explicit Connection(Agent& agent_)
+      : agent(agent_), socket(agent_.io_), timer(agent_.io_) {}
+  ~Connection() {
+    if (counted) agent.connection_ended();
+  }
+  Agent& agent;
+  bool counted = false;  // accepted from a trusted peer
   Local::socket socket;
   asio::steady_timer timer;
   StateReceiver receiver;
@@ -124,20 +132,43 @@ void Agent::adopt(std::vector<NamedFd> fds) {
   std::map<std::string, UniqueFd> records;
   std::vector<NamedFd> listeners;
   for (NamedFd& kept : fds) {
+    bool ours = kept.name == kSocketName ||
+                kept.name.starts_with(kListenerPrefix) ||
+                kept.name.starts_with(kRecordPrefix);
+    if (ours) service_.count_inherited(1);
     if (kept.name.starts_with(kListenerPrefix)) {
       listeners.push_back(std::move(kept));
     } else if (kept.name.starts_with(kRecordPrefix)) {
       records[kept.name.substr(strlen(kRecordPrefix))] = std::move(kept.fd);
     } else if (!acceptor_ && sd_is_socket_unix(kept.fd.get(), SOCK_STREAM, 1,
                                                nullptr, 0) > 0) {
-      acceptor_ = std::make_unique<Local::acceptor>(io_);
+      auto acceptor = std::make_unique<Local::acceptor>(io_);
       boost::system::error_code error;
-      acceptor_->assign(Local(), kept.fd.get(), error);
-      if (error) {
-        acceptor_.reset();
+      acceptor->assign(Local(), kept.fd.get(), error);
+      if (error) continue;
+      kept.fd.release();
+      // The agent's own socket from an earlier start (not one of socket
+      // activation's, which the socket unit names): kept only if it is
+      // still where --socket says.
+      Local::endpoint where = acceptor->local_endpoint(error);
+      if (kept.name == kSocketName &&
+          (error || where.path() != options_.socket_path)) {
+        log_line("the socket kept by an earlier agent is " +
+                 (error ? std::string("unnamed") : quoted(where.path())) +
+                 ", not --socket " + quoted(options_.socket_path) +
+                 ": listening anew");
+        service_.forget(kSocketName);
         continue;
       }
-      kept.fd.release();
+      if (kept.name == kSocketName && options_.group &&
+          chown(where.path().c_str(), static_cast<uid_t>(-1),
+                *options_.group) != 0) {
+        log_line(errno_error("giving " + where.path() + " to group " +
+                             std::to_string(*options_.group))
+                     .error()
+                     .message());
+      }
+      acceptor_ = std::move(acceptor);
     }
   }
   for (NamedFd& kept : listeners) {
@@ -237,14 +268,17 @@ bool trusted_peer(int fd, ucred* peer, std::optional<gid_t> group) {
 
 }  // namespace
 
+Result<void> Agent::listen_control() {
+  if (options_.control_path.empty()) return {};
+  Result<std::unique_ptr<Local::acceptor>> control =
+      bind_socket(io_, options_.control_path, options_.group);
+  if (!control) return std::unexpected(control.error());
+  control_ = std::move(*control);
+  accept_control();
+  return {};
+}
+
 Result<std::string> Agent::listen() {
-  if (!options_.control_path.empty()) {
-    Result<std::unique_ptr<Local::acceptor>> control =
-        bind_socket(io_, options_.control_path, options_.group);
-    if (!control) return std::unexpected(control.error());
-    control_ = std::move(*control);
-    accept_control();
-  }
   if (acceptor_) {
     accept_next();
     boost::system::error_code error;
@@ -441,11 +475,7 @@ std::string Agent::metrics() const {
 std::string Agent::status() const {
   std::string text = std::to_string(containers_.size()) +
                      (containers_.size() == 1 ? " container" : " containers") +
-                     (service_.present() ? ", listeners kept in the "
-                                           "service manager's fd store"
-                                         : ", no fd store (a restart fails "
-                                           "their calls)") +
-                     "\n";
+                     ", " + service_.describe() + "\n";
   for (const auto& [key, container] : containers_) {
     const HandlerStats& stats = container->server.handler().stats();
     text += container->name + ": pid " + std::to_string(container->pid) +
@@ -472,11 +502,12 @@ std::vector<std::pair<int, std::string>> Agent::passable_fds() const {
 }
 
 void Agent::accept_next() {
-  auto connection = std::make_shared<Connection>(io_);
+  if (draining_) return;
+  auto connection = std::make_shared<Connection>(*this);
   acceptor_->async_accept(
       connection->socket,
       [this, connection](const boost::system::error_code& error) {
-        if (error == asio::error::operation_aborted) return;
+        if (error == asio::error::operation_aborted || draining_) return;
         if (!error) {
           read_state(connection);
           return accept_next();
@@ -506,6 +537,8 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
                                   "agent a listener");
     return;
   }
+  connection->counted = true;
+  ++connections_;
   connection->socket.non_blocking(true);
   // One deadline for the whole message, however it trickles in.
   connection->timer.expires_after(kStateTimeout);
@@ -550,19 +583,23 @@ void Agent::wait_state(std::shared_ptr<Connection> connection) {
 void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
   std::string name = container_name(state);
   bool adopted = !tag.empty();
-  int ready_fd = fcntl(state.listener.get(), F_DUPFD_CLOEXEC, 3);
-  if (ready_fd < 0) {
-    log_line(name + ": " + SysError{errno, "dup"}.message() +
+  // Served by no one, the listener must not stay in the store either: its
+  // calls would wait there unanswered instead of failing.
+  auto give_up = [&](const SysError& error) {
+    log_line(name + ": " + error.message() +
              "; its trapped calls fail with ENOSYS");
-    return;
-  }
+    if (adopted) {
+      service_.forget(kListenerPrefix + tag);
+      service_.forget(kRecordPrefix + tag);
+    }
+  };
+  int ready_fd = fcntl(state.listener.get(), F_DUPFD_CLOEXEC, 3);
+  if (ready_fd < 0) return give_up(SysError{errno, "dup"});
   Result<std::unique_ptr<KernelListener>> listener =
       KernelListener::open(state.listener);
   if (!listener) {
     close(ready_fd);
-    log_line(name + ": " + listener.error().message() +
-             "; its trapped calls fail with ENOSYS");
-    return;
+    return give_up(listener.error());
   }
   (*listener)->request_sync_wake_up();
   HandlerOptions handler = options_.handler;
@@ -582,25 +619,28 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
   handler.log_label = name + ": ";
   handler.shared_ring = &ring_;
   uint64_t key = next_key_++;
-  if (!adopted) {
-    tag = tag_prefix_ + std::to_string(key);
+  if (!adopted) tag = tag_prefix_ + std::to_string(key);
+  // A listener adopted without a usable record gets one now: the next
+  // agent serves it as this one does, without a word.
+  bool new_record = !record.valid();
+  if (new_record) {
     if (Result<UniqueFd> saved = save_record(state); saved) {
       record = std::move(*saved);
     } else {
       log_line(name + ": " + saved.error().message());
     }
-    // A copy in the store keeps the container's calls waiting, not
-    // failing, while the agent restarts.
-    Result<void> kept = service_.keep((*listener)->fd(), kListenerPrefix + tag);
-    if (kept && record.valid()) {
-      kept = service_.keep(record.get(), kRecordPrefix + tag);
-    }
-    if (!kept) {
-      warnings_.limited("fdstore",
-                        name + ": " + kept.error().message() +
-                            " (FileDescriptorStoreMax=?); its calls will "
-                            "fail with ENOSYS if the agent restarts");
-    }
+  }
+  // A copy in the store keeps the container's calls waiting, not failing,
+  // while the agent restarts.
+  Result<void> kept;
+  if (!adopted) kept = service_.keep((*listener)->fd(), kListenerPrefix + tag);
+  if (kept && new_record && record.valid()) {
+    kept = service_.keep(record.get(), kRecordPrefix + tag);
+  }
+  if (!kept) {
+    warnings_.limited("fdstore", name + ": " + kept.error().message() +
+                                     "; its calls will fail with ENOSYS if "
+                                     "the agent restarts");
   }
   containers_.emplace(
       key, std::make_unique<Container>(
@@ -611,6 +651,38 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
              (adopted ? " again" : "") + ", " + describe(handler));
   }
   wait_calls(key);
+}
+
+void Agent::connection_ended() {
+  --connections_;
+  // Not from within the destructor that called this.
+  if (draining_ && connections_ == 0) asio::post(io_, [this] { drained(); });
+}
+
+void Agent::drained() {
+  if (!draining_ || connections_ != 0 || !drained_) return;
+  std::function<void()> then = std::move(drained_);
+  drained_ = nullptr;
+  then();
+}
+
+size_t Agent::drain(std::function<void()> then) {
+  draining_ = true;
+  drained_ = std::move(then);
+  if (acceptor_) {
+    boost::system::error_code ignored;
+    acceptor_->cancel(ignored);
+  }
+  retry_.cancel();
+  // Each message in flight ends within kStateTimeout, read or refused.
+  asio::post(io_, [this] { drained(); });
+  return connections_;
+}
+
+void Agent::resume() {
+  draining_ = false;
+  drained_ = nullptr;
+  if (acceptor_) accept_next();
 }
 
 void Agent::wait_calls(uint64_t key) {

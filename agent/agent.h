@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,21 @@ class Agent {
   // cannot be bound. Returns the path listened on.
   Result<std::string> listen();
 
+  // Answers `keepalive-agent status` on the control socket (if any),
+  // made as listen() makes its socket.
+  Result<void> listen_control();
+
+  // How many containers are served now.
+  size_t containers() const { return containers_.size(); }
+
+  // Stops accepting runtimes' connections (those that come wait in the
+  // socket's backlog, which a re-exec passes on) and calls `then` from
+  // the loop once every message being read has been read and served, or
+  // refused, which takes at most 5 s. Returns how many are being read.
+  size_t drain(std::function<void()> then);
+  // Accepts again, after a re-exec that failed.
+  void resume();
+
   // The fds a re-executed agent needs to go on where this one stops, with
   // their names (as inherited_fds gives them back).
   std::vector<std::pair<int, std::string>> passable_fds() const;
@@ -115,6 +131,8 @@ class Agent {
   // Reads what has come whenever the connection is readable.
   void wait_state(std::shared_ptr<Connection> connection);
   void wait_calls(uint64_t key);
+  void connection_ended();
+  void drained();
   void on_ready(uint64_t key);
 
   boost::asio::io_context& io_;
@@ -131,6 +149,9 @@ class Agent {
   ServiceManager service_;
   std::map<uint64_t, std::unique_ptr<Container>> containers_;
   uint64_t next_key_ = 1;
+  size_t connections_ = 0;  // runtimes' messages being read
+  bool draining_ = false;
+  std::function<void()> drained_;
   // Unique to this agent: with next_key_, the tag of a new container.
   std::string tag_prefix_;
 };

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -120,8 +121,10 @@ Result<UniqueFd> save_record(const ContainerState& state) {
     return errno_error("writing a container's record");
   }
   // Nobody writes it again: the next agent reads exactly this.
-  fcntl(fd.get(), F_ADD_SEALS,
-        F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE);
+  if (fcntl(fd.get(), F_ADD_SEALS,
+            F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0) {
+    return errno_error("sealing a container's record");
+  }
   return fd;
 }
 
@@ -141,15 +144,26 @@ Result<ContainerState> load_record(int record) {
     }
   }
   json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  // Written by an earlier agent, but checked as the runtime's message is:
+  // whoever could put an fd in the store could forge it.
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("id") ||
       !doc["id"].is_string() || !doc.contains("pid") ||
-      !doc["pid"].is_number_integer() || !doc.contains("metadata") ||
+      !doc["pid"].is_number_integer() || doc["pid"].get<long long>() < 0 ||
+      doc["pid"].get<long long>() > INT_MAX || !doc.contains("metadata") ||
       !doc["metadata"].is_string()) {
     return invalid("", "not a container's record");
   }
+  // The id was quoted when the runtime's message was read: one that is not
+  // a printable line did not come from there.
+  std::string id = doc["id"].get<std::string>();
+  bool printable =
+      std::ranges::all_of(id, [](char c) { return c >= 0x20 && c < 0x7f; });
+  if (id.size() >= kQuoteBufferSize || (!printable && shown(id) != id)) {
+    return invalid("", "not a container's record (its id is not printable)");
+  }
   ContainerState state;
-  state.id = doc["id"].get<std::string>();
-  state.pid = doc["pid"].get<pid_t>();
+  state.id = id;
+  state.pid = static_cast<pid_t>(doc["pid"].get<long long>());
   state.metadata = doc["metadata"].get<std::string>();
   if (doc.contains("annotation") && doc["annotation"].is_string()) {
     state.annotation = doc["annotation"].get<std::string>();

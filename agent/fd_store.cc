@@ -5,10 +5,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <set>
 #include <string_view>
 #include <utility>
 
@@ -21,9 +24,11 @@ bool mark_cloexec(int fd) {
 
 namespace {
 
-// "FD:NAME,..." as reexec wrote it; anything else is skipped.
+// "FD:NAME,..." as reexec wrote it; anything else is skipped, and so is
+// an fd named twice (it would have two owners, closed twice).
 std::vector<NamedFd> parse_passed(std::string_view text) {
   std::vector<NamedFd> fds;
+  std::set<int> taken;
   while (!text.empty()) {
     size_t comma = text.find(',');
     std::string_view item = text.substr(0, comma);
@@ -33,9 +38,10 @@ std::vector<NamedFd> parse_passed(std::string_view text) {
     if (colon == std::string_view::npos ||
         std::from_chars(item.data(), item.data() + colon, fd).ptr !=
             item.data() + colon ||
-        fd < 3 || !mark_cloexec(fd)) {
+        fd < 3 || taken.contains(fd) || !mark_cloexec(fd)) {
       continue;
     }
+    taken.insert(fd);
     fds.push_back({std::string(item.substr(colon + 1)), UniqueFd(fd)});
   }
   return fds;
@@ -64,13 +70,38 @@ std::vector<NamedFd> inherited_fds() {
   return fds;
 }
 
+void raise_fd_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
+      limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 ServiceManager::ServiceManager() {
   const char* socket = getenv("NOTIFY_SOCKET");
   present_ = socket != nullptr && *socket != '\0';
+  // systemd 254 and later say how many fds the store takes.
+  if (const char* max = getenv("FDSTORE")) {
+    size_t value = 0;
+    const char* end = max + strlen(max);
+    if (*max != '\0' && std::from_chars(max, end, value).ptr == end) {
+      capacity_ = value;
+    }
+  }
 }
 
 Result<void> ServiceManager::keep(int fd, const std::string& name) {
   if (!present_) return {};
+  if (capacity_ && stored_ >= *capacity_) {
+    return std::unexpected(
+        SysError{0, "the service manager's fd store is full (FDSTORE=" +
+                        std::to_string(*capacity_) +
+                        ", from "
+                        "FileDescriptorStoreMax=); " +
+                        name + " is not in it"});
+  }
   std::string message = "FDSTORE=1\nFDNAME=" + name;
   int r = sd_pid_notify_with_fds(0, 0, message.c_str(), &fd, 1);
   if (r <= 0) {
@@ -78,6 +109,7 @@ Result<void> ServiceManager::keep(int fd, const std::string& name) {
         SysError{r < 0 ? -r : 0,
                  "handing " + name + " to the service manager's fd store"});
   }
+  ++stored_;
   return {};
 }
 
@@ -85,6 +117,19 @@ void ServiceManager::forget(const std::string& name) {
   if (!present_) return;
   std::string message = "FDSTOREREMOVE=1\nFDNAME=" + name;
   sd_notify(0, message.c_str());
+  if (stored_ > 0) --stored_;
+}
+
+std::string ServiceManager::describe() const {
+  if (!present_) return "no fd store (a restart fails their calls)";
+  if (!capacity_) {
+    // Before systemd 254 nothing says whether the store took them: it
+    // drops what is beyond FileDescriptorStoreMax= without a word.
+    return "listeners handed to the service manager's fd store";
+  }
+  return "listeners kept in the service manager's fd store (" +
+         std::to_string(stored_) + " of its " + std::to_string(*capacity_) +
+         " fds)";
 }
 
 void ServiceManager::ready(const std::string& status) {

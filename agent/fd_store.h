@@ -10,6 +10,7 @@
 // trapped calls wait in the kernel; none fails.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,14 @@ bool mark_cloexec(int fd);
 // The fds an earlier agent left to this one: passed by a re-exec, or by
 // the service manager (its file descriptor store and socket activation),
 // with their names. Unsets the variables that named them, marks each fd
-// close-on-exec, and skips (closing) what is not an open fd.
+// close-on-exec, and skips what is not an open fd or is named twice.
+// Call it before the process opens any fd of its own: a name for an fd
+// that was never passed must not land on one of those.
 std::vector<NamedFd> inherited_fds();
+
+// Raises the soft limit on open fds to the hard one: each container costs
+// the agent a few.
+void raise_fd_limit();
 
 // The service manager's side, through libsystemd: a no-op when the agent
 // was not started by one (no NOTIFY_SOCKET).
@@ -45,11 +52,18 @@ class ServiceManager {
   ServiceManager();
   // Whether a service manager listens for notifications.
   bool present() const { return present_; }
-  // Stores a copy of `fd` under `name`. False (and errno) if refused, e.g.
-  // FileDescriptorStoreMax= reached.
+  // Hands a copy of `fd` to the store under `name`. Fails if it could not
+  // be sent, or if the store is known to be full (systemd 254 and later
+  // give its size in $FDSTORE). systemd never acknowledges FDSTORE=1 and
+  // silently drops what is beyond FileDescriptorStoreMax=, so without
+  // $FDSTORE success means "sent", not "kept".
   Result<void> keep(int fd, const std::string& name);
   // Drops every fd stored under `name`.
   void forget(const std::string& name);
+  // Counts `count` fds an earlier agent stored, given back at start.
+  void count_inherited(size_t count) { stored_ += count; }
+  // For status: where the listeners are kept, as far as is known.
+  std::string describe() const;
   // READY=1, with a status line.
   void ready(const std::string& status);
   // STOPPING=1.
@@ -57,6 +71,8 @@ class ServiceManager {
 
  private:
   bool present_ = false;
+  std::optional<size_t> capacity_;  // $FDSTORE
+  size_t stored_ = 0;
 };
 
 // Replaces this process with `program` run with `argv`, passing `fds`

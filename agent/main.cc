@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <exception>
@@ -266,27 +267,30 @@ int run_status(int argc, char** argv) {
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
-int run(int argc, char** argv) {
-  if (argc > 1 && strcmp(argv[1], "profile") == 0) {
-    return run_profile(argc - 1, argv + 1);
-  }
-  if (argc > 1 && strcmp(argv[1], "status") == 0) {
-    return run_status(argc - 1, argv + 1);
-  }
-  if (argc > 1 && strcmp(argv[1], "check") == 0) {
-    if (argc > 2) return usage("check: unexpected argument " + quoted(argv[2]));
-    AgentCheck check = run_agent_check();
-    fputs(check.text.c_str(), stdout);
-    return check.can_work ? 0 : 1;
+// What the command line and the environment say to serve with.
+struct ServeConfig {
+  ServeConfig() {
+    options.socket_path = kDefaultSocket;
+    settings = parse_settings(lookup_env, nullptr, log_warning_sink, nullptr);
+    verbose = settings.debug();
   }
   AgentOptions options;
-  options.socket_path = kDefaultSocket;
-  Settings settings =
-      parse_settings(lookup_env, nullptr, log_warning_sink, nullptr);
+  Settings settings;
   Mode mode = Mode::kSocket;
-  bool verbose = settings.debug();
-  std::vector<option> options_table = long_options();
+  bool verbose = false;
   std::optional<std::string> metrics_address;
+};
+
+// Reads the serving command line into `config`; an exit status if the
+// program is to stop there (--help, --version, a usage error, said).
+std::optional<int> parse_serve_args(int argc, char** argv,
+                                    ServeConfig& config) {
+  AgentOptions& options = config.options;
+  Settings& settings = config.settings;
+  Mode& mode = config.mode;
+  bool& verbose = config.verbose;
+  std::vector<option> options_table = long_options();
+  std::optional<std::string>& metrics_address = config.metrics_address;
   optind = 0;
   opterr = 0;
   for (;;) {
@@ -350,7 +354,55 @@ int run(int argc, char** argv) {
   if (optind < argc) {
     return usage("unexpected argument " + quoted(argv[optind]));
   }
+  return std::nullopt;
+}
 
+int run(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "profile") == 0) {
+    return run_profile(argc - 1, argv + 1);
+  }
+  if (argc > 1 && strcmp(argv[1], "status") == 0) {
+    return run_status(argc - 1, argv + 1);
+  }
+  if (argc > 1 && strcmp(argv[1], "check") == 0) {
+    if (argc > 2) return usage("check: unexpected argument " + quoted(argv[2]));
+    AgentCheck check = run_agent_check();
+    fputs(check.text.c_str(), stdout);
+    return check.can_work ? 0 : 1;
+  }
+  // Serving from here on. A SIGHUP waits until the loop handles it (a
+  // re-executing agent comes with it blocked already).
+  sigset_t hangup_set;
+  sigemptyset(&hangup_set);
+  sigaddset(&hangup_set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &hangup_set, nullptr);
+  // What an earlier agent left, taken before this process opens any fd: a
+  // name for an fd that was never passed must not land on one of ours.
+  std::vector<NamedFd> inherited = inherited_fds();
+  raise_fd_limit();
+  size_t kept = static_cast<size_t>(std::ranges::count_if(
+      inherited,
+      [](const NamedFd& fd) { return fd.name.starts_with("listener-"); }));
+
+  ServeConfig config;
+  // Accepting no new containers: only serving those taken over.
+  bool taken_over_only = false;
+  if (std::optional<int> done = parse_serve_args(argc, argv, config)) {
+    if (*done != kExitUsage || kept == 0) return *done;
+    // A re-executed agent whose new program refuses the old command line:
+    // exiting would fail those containers' calls.
+    log_line(
+        "serving the containers taken over with the environment's "
+        "settings, accepting no new ones; start a program that takes "
+        "this command line (SIGHUP) to accept again");
+    config = ServeConfig();
+    taken_over_only = true;
+    std::erase_if(inherited, [](const NamedFd& fd) {
+      return !fd.name.starts_with("listener-") &&
+             !fd.name.starts_with("record-");
+    });
+  }
+  AgentOptions& options = config.options;
   if (options.control_path.empty()) {
     options.control_path = control_beside(options.socket_path);
   }
@@ -359,9 +411,9 @@ int run(int argc, char** argv) {
     log_line(own.error().message());
     return 1;
   }
-  options.handler = HandlerOptions{.settings = settings,
-                                   .mode = mode,
-                                   .verbose = verbose,
+  options.handler = HandlerOptions{.settings = config.settings,
+                                   .mode = config.mode,
+                                   .verbose = config.verbose,
                                    .log_label = {},  // one per container
                                    .own = *own,
                                    .wait_killable_recv = true};
@@ -376,22 +428,45 @@ int run(int argc, char** argv) {
 
   boost::asio::io_context io(1);
   Agent agent(io, options);
-  if (metrics_address) {
-    Result<std::string> serving = agent.serve_metrics(*metrics_address);
-    if (!serving) {
+  agent.adopt(std::move(inherited));
+  // What stops a first start must not stop an agent that holds containers'
+  // listeners (a re-exec, or a start with the fd store's): without the
+  // store, its exit would fail their calls for good. It serves them on,
+  // and says what it goes without.
+  bool holding = agent.containers() > 0;
+  if (config.metrics_address) {
+    Result<std::string> serving = agent.serve_metrics(*config.metrics_address);
+    if (serving) {
+      log_line("metrics on http://" + *serving + "/metrics");
+    } else if (holding) {
+      log_line(serving.error().message() + "; serving on without metrics");
+    } else {
       log_line(serving.error().message());
       return serving.error().context.find("invalid address") !=
                      std::string::npos
                  ? kExitUsage
                  : 1;
     }
-    log_line("metrics on http://" + *serving + "/metrics");
   }
-  agent.adopt(inherited_fds());
-  Result<std::string> listening = agent.listen();
-  if (!listening) {
-    log_line(listening.error().message());
-    return 1;
+  if (Result<void> control = agent.listen_control(); !control) {
+    log_line(control.error().message() +
+             (holding ? "; serving on without `keepalive-agent status`" : ""));
+    if (!holding) return 1;
+  }
+  std::string serving_line;
+  if (!taken_over_only) {
+    Result<std::string> listening = agent.listen();
+    if (listening) {
+      serving_line = "listening on " + *listening;
+    } else {
+      log_line(listening.error().message());
+      if (!holding) return 1;
+      taken_over_only = true;
+    }
+  }
+  if (taken_over_only) {
+    serving_line = "serving " + std::to_string(agent.containers()) +
+                   " containers taken over, accepting no new ones";
   }
   boost::asio::signal_set stop(io, SIGTERM, SIGINT);
   stop.async_wait([&io, &agent](const boost::system::error_code&, int) {
@@ -399,25 +474,31 @@ int run(int argc, char** argv) {
     io.stop();
   });
   // SIGHUP: replace this process with a fresh one of the program, which
-  // takes every listener over; calls wait in the kernel meanwhile.
+  // takes every listener over; calls wait in the kernel meanwhile. The
+  // runtimes' messages being read go first: their fds would not pass.
   boost::asio::signal_set hangup(io, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_hangup =
       [&](const boost::system::error_code& error, int) {
         if (error) return;
-        log_line("re-executing " + program);
-        SysError failed = reexec(program, argv, agent.passable_fds());
-        log_line(failed.message() + "; serving on");
-        hangup.async_wait(on_hangup);
+        size_t reading = agent.drain([&] {
+          log_line("re-executing " + program);
+          SysError failed = reexec(program, argv, agent.passable_fds());
+          log_line(failed.message() + "; serving on");
+          agent.resume();
+          hangup.async_wait(on_hangup);
+        });
+        if (reading > 0) {
+          log_line("re-executing once " + std::to_string(reading) +
+                   (reading == 1 ? " runtime's message is"
+                                 : " runtimes' messages are") +
+                   " in");
+        }
       };
   hangup.async_wait(on_hangup);
-  // A re-executing agent blocked SIGHUP until now (reexec).
-  sigset_t handled;
-  sigemptyset(&handled);
-  sigaddset(&handled, SIGHUP);
-  sigprocmask(SIG_UNBLOCK, &handled, nullptr);
+  sigprocmask(SIG_UNBLOCK, &hangup_set, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  log_line("listening on " + *listening);
-  agent.service_manager().ready("listening on " + *listening);
+  log_line(serving_line);
+  agent.service_manager().ready(serving_line);
   io.run();
   return 0;
 }

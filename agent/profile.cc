@@ -42,6 +42,18 @@ std::expected<json, std::string> make_profile(const json& base,
         "): a filter has one listener; under CRI-O, whose own notifier "
         "replaces listenerPath, use another runtime");
   }
+  if (profile.contains("listenerMetadata")) {
+    // It would become every container's settings unchecked: the agent's
+    // settings for a profile come from --metadata.
+    return std::unexpected(
+        "the base already has listenerMetadata (" +
+        profile["listenerMetadata"].dump() +
+        "); give the container's settings with --metadata instead");
+  }
+  if (profile.contains("flags") && !profile["flags"].is_array()) {
+    return std::unexpected("the base's \"flags\" is not a list (" +
+                           profile["flags"].dump() + ")");
+  }
   if (profile["defaultAction"] == "SCMP_ACT_NOTIFY") {
     return std::unexpected("the base's defaultAction already notifies");
   }
@@ -58,6 +70,10 @@ std::expected<json, std::string> make_profile(const json& base,
           !rule["names"].is_array()) {
         rules.push_back(rule);  // the runtime judges what it does not name
         continue;
+      }
+      if (rule.contains("action") && !rule["action"].is_string()) {
+        return std::unexpected(where + "'s \"action\" is not a string (" +
+                               rule["action"].dump() + ")");
       }
       if (rule.value("action", "") == "SCMP_ACT_NOTIFY") {
         return std::unexpected(where +

@@ -36,19 +36,20 @@ std::expected<Settings, std::string> with_flag_value(const Settings& settings,
 
 namespace {
 
+// Any ASCII white space separates words: an annotation written with CRLF
+// line ends, say, means the same as one written with spaces.
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+         c == '\f';
+}
+
 std::vector<std::string_view> blank_separated(std::string_view text) {
   std::vector<std::string_view> words;
   size_t i = 0;
   while (i < text.size()) {
-    while (i < text.size() &&
-           (text[i] == ' ' || text[i] == '\t' || text[i] == '\n')) {
-      ++i;
-    }
+    while (i < text.size() && is_blank(text[i])) ++i;
     size_t start = i;
-    while (i < text.size() && text[i] != ' ' && text[i] != '\t' &&
-           text[i] != '\n') {
-      ++i;
-    }
+    while (i < text.size() && !is_blank(text[i])) ++i;
     if (i > start) words.push_back(text.substr(start, i - start));
   }
   return words;

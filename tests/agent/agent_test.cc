@@ -5,15 +5,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <sys/stat.h>
-#include <poll.h>
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -21,94 +22,20 @@
 
 #include <atomic>
 #include <filesystem>
-#include <map>
-#include <thread>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/container_state.h"
+#include "tests/agent/agent_harness.h"
 #include "tests/common/scratch_dir.h"
 #include "tests/supervisor/options_harness.h"
 
 namespace keepalive::agent {
 namespace {
-
-using namespace std::chrono_literals;
-using tests::Child;
-using tests::Listener;
-
-// Sends `size` bytes of `data` on `sock` with `fd` in SCM_RIGHTS.
-ssize_t send_with_fd(int sock, const void* data, size_t size, int fd) {
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{const_cast<void*>(data), size};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  return sendmsg(sock, &msg, 0);
-}
-
-// A real seccomp listener: a child installs a filter (trapping a call
-// nobody makes here) with a new listener and passes the fd up.
-UniqueFd make_listener() {
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return {};
-  pid_t pid = fork();
-  if (pid == 0) {
-    sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_acct, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    sock_fprog prog = {sizeof code / sizeof code[0], code};
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    int fd = static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-    char byte = 0;
-    _exit(fd >= 0 && send_with_fd(pair[1], &byte, 1, fd) == 1 ? 0 : 1);
-  }
-  close(pair[1]);
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  char byte;
-  iovec iov{&byte, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  int fd = -1;
-  if (recvmsg(pair[0], &msg, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&msg)) {
-    memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
-  }
-  close(pair[0]);
-  waitpid(pid, nullptr, 0);
-  return UniqueFd(fd);
-}
-
-std::string state_json(const std::string& fds = "[\"seccompFd\"]",
-                       const std::string& id = "web") {
-  return "{\"ociVersion\":\"1.0.2\",\"fds\":" + fds +
-         ",\"pid\":4242,\"metadata\":\"--keepidle=30\",\"state\":{"
-         "\"ociVersion\":\"1.0.2\",\"id\":\"" + id +
-         "\",\"status\":\"creating\",\"pid\":4242,\"bundle\":\"/b\"}}";
-}
-
-std::vector<UniqueFd> one(UniqueFd fd) {
-  std::vector<UniqueFd> fds;
-  fds.push_back(std::move(fd));
-  return fds;
-}
-
-bool is_open(int fd) { return fcntl(fd, F_GETFD) >= 0; }
 
 TEST(ContainerStateTest, ReadsTheRuntimesState) {
   UniqueFd listener = make_listener();
@@ -212,63 +139,32 @@ TEST(StateReceiverTest, RefusesAHugeMessage) {
   EXPECT_NE(got->error().message().find("larger than"), std::string::npos);
 }
 
+// A record is checked as the runtime's message is: whoever could put an
+// fd in the store could forge one.
+TEST(ContainerStateTest, RefusesAForgedRecord) {
+  for (const char* text :
+       {R"({"id":"a","pid":-1,"metadata":""})",
+        R"({"id":"a","pid":4294967297,"metadata":""})",
+        "{\"id\":\"a\\u001b[31m\\n\",\"pid\":1,\"metadata\":\"\"}",
+        R"({"id":"a","pid":1})"}) {
+    UniqueFd fd(memfd_create("record", MFD_CLOEXEC));
+    ASSERT_EQ(write(fd.get(), text, strlen(text)),
+              static_cast<ssize_t>(strlen(text)));
+    EXPECT_FALSE(load_record(fd.get())) << text;
+  }
+  ContainerState state;
+  state.id = "web\\n";  // as quoted from the runtime's message
+  state.pid = 7;
+  state.metadata = "--keepidle=3";
+  Result<UniqueFd> saved = save_record(state);
+  ASSERT_TRUE(saved) << saved.error().message();
+  Result<ContainerState> loaded = load_record(saved->get());
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(loaded->id, "web\\n");
+  EXPECT_EQ(loaded->pid, 7);
+}
+
 // ---- the real agent ------------------------------------------------------
-
-class AgentTest : public tests::ScratchDirTest {
- protected:
-  std::string socket_path() const { return path("run/agent.sock"); }
-
-  // A connection to the agent's socket, as a runtime makes one; invalid
-  // (after a failure) if it cannot be made.
-  UniqueFd connect_to_agent() const {
-    UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s",
-             socket_path().c_str());
-    if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr),
-                sizeof addr) != 0) {
-      ADD_FAILURE() << "connect " << socket_path() << ": " << strerror(errno);
-      return {};
-    }
-    return sock;
-  }
-
-  // Starts the agent and waits until it listens.
-  std::unique_ptr<Child> start_agent(std::vector<std::string> flags) {
-    std::vector<std::string> argv = {KEEPALIVE_AGENT, "--socket",
-                                     socket_path()};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    auto agent = std::make_unique<Child>(argv);
-    EXPECT_TRUE(agent->wait_for_output("listening on", 10s))
-        << agent->transcript();
-    return agent;
-  }
-
-  // Runs a container that connects to a loopback server, handed to the
-  // agent with `runtime_flags` (--metadata, --annotation), and returns the
-  // options its socket reads back.
-  tests::Options options_of_container(
-      const Child& agent, const std::string& id,
-      std::vector<std::string> runtime_flags) {
-    Listener server;
-    std::vector<std::string> argv = {KEEPALIVE_OCI_RUNTIME, socket_path(), id};
-    argv.insert(argv.end(), runtime_flags.begin(), runtime_flags.end());
-    argv.insert(argv.end(), {"--", tests::raw_tcp_path(), "connect",
-                             std::to_string(server.port())});
-    Child target(argv);
-    if (!target.wait_line("connected", 10s)) {
-      ADD_FAILURE() << target.transcript() << agent.transcript();
-      return {};
-    }
-    std::string detail;
-    tests::Options options =
-        tests::probe_options(target.pid(), server.port(), 5s, &detail);
-    target.close_stdin();
-    EXPECT_EQ(target.wait_exit(10s), 0) << target.transcript();
-    return options;
-  }
-};
 
 TEST_F(AgentTest, AContainerHandedOverGetsTheOptionsOnItsSocket) {
   std::unique_ptr<Child> agent = start_agent({"-v", "--keepidle", "33"});
@@ -334,9 +230,9 @@ TEST_F(AgentTest, ASlowSenderIsCutOffAtTheDeadline) {
       closed = read(sock.get(), &byte, 1) <= 0;
     }
   }
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   EXPECT_TRUE(closed) << "still open after " << seconds << " s";
   EXPECT_LT(seconds, 7.5);
   EXPECT_TRUE(agent->wait_for_output("within 5 s", 5s)) << agent->transcript();
@@ -351,6 +247,30 @@ TEST_F(AgentTest, BadUsageIsOneLineAndExit2) {
   EXPECT_EQ(o.exit_code(), 2) << o;
 }
 
+// `keepalive-agent profile` with a base that is JSON but not the profile
+// it looks like: one line naming what is wrong, exit 1, never an internal
+// error.
+TEST_F(AgentTest, ProfileRefusesAMalformedBaseInOneLine) {
+  const std::pair<std::string, std::string> bases[] = {
+      {R"({"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["connect"],"action":5}]})",
+       "rule 1's \"action\" is not a string"},
+      {R"({"defaultAction":"SCMP_ACT_ERRNO","flags":"x"})",
+       "\"flags\" is not a list"},
+      {R"({"defaultAction":"SCMP_ACT_ALLOW","listenerMetadata":"--keepidle=1"})",
+       "already has listenerMetadata"},
+  };
+  for (const auto& [base, said] : bases) {
+    std::string file = path("base.json");
+    std::ofstream(file) << base;
+    tests::Outcome o = tests::run(
+        {KEEPALIVE_AGENT, "profile", "--base", file, "--wait-killable-recv"});
+    EXPECT_EQ(o.exit_code(), 1) << base << "\n" << o;
+    EXPECT_EQ(o.err_lines().size(), 1u) << o;
+    EXPECT_NE(o.err.find(said), std::string::npos) << o;
+    EXPECT_EQ(o.err.find("internal error"), std::string::npos) << o;
+  }
+}
+
 // keepalive-agent check: as root it can work; as another user it cannot
 // copy containers' sockets, and says what then happens.
 TEST_F(AgentTest, CheckSaysWhetherTheAgentCanWorkHere) {
@@ -360,8 +280,8 @@ TEST_F(AgentTest, CheckSaysWhetherTheAgentCanWorkHere) {
             std::string::npos)
       << root;
   tests::Outcome nobody =
-      tests::run({"setpriv", "--reuid=65534", "--regid=65534",
-                  "--clear-groups", KEEPALIVE_AGENT, "check"});
+      tests::run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                  KEEPALIVE_AGENT, "check"});
   EXPECT_EQ(nobody.exit_code(), 1) << nobody;
   EXPECT_NE(nobody.out.find("refused (Operation not permitted): containers' "
                             "sockets get no options and their calls go on "
@@ -382,20 +302,20 @@ TEST_F(AgentTest, ASocketPathTakenBySomethingElseIsRefused) {
 // agent's flags, and the annotation over both.
 TEST_F(AgentTest, EachContainerGetsItsOwnSettings) {
   std::unique_ptr<Child> agent = start_agent({"-v", "--keepcnt", "4"});
-  tests::Options a = options_of_container(*agent, "a", {"--metadata",
-                                                        "--keepidle=31"});
+  tests::Options a =
+      options_of_container(*agent, "a", {"--metadata", "--keepidle=31"});
   EXPECT_EQ(a["TCP_KEEPIDLE"], 31);
   EXPECT_EQ(a["TCP_KEEPCNT"], 4);
-  tests::Options b = options_of_container(
-      *agent, "b",
-      {"--metadata", "--keepidle=32 --keepintvl=7", "--annotation",
-       "--keepidle=45"});
+  tests::Options b =
+      options_of_container(*agent, "b",
+                           {"--metadata", "--keepidle=32 --keepintvl=7",
+                            "--annotation", "--keepidle=45"});
   EXPECT_EQ(b["TCP_KEEPIDLE"], 45);
   EXPECT_EQ(b["TCP_KEEPINTVL"], 7);
   EXPECT_EQ(b["TCP_KEEPCNT"], 4);
   // A server-only container's client socket is left alone.
-  tests::Options c = options_of_container(*agent, "c", {"--metadata",
-                                                        "--mode=listen"});
+  tests::Options c =
+      options_of_container(*agent, "c", {"--metadata", "--mode=listen"});
   EXPECT_EQ(c["SO_KEEPALIVE"], 0);
   EXPECT_TRUE(agent->wait_for_output("container c (pid", 1s));
   EXPECT_NE(agent->err().find("serving, mode listen"), std::string::npos)
@@ -452,9 +372,9 @@ TEST_F(AgentTest, GroupLetsItsProcessesHandOverAListener) {
   EXPECT_EQ(st.st_mode & 0777, 0660u);
 
   Listener server;
-  Child member({"setpriv", "--reuid=65534", "--regid=" + gid,
-                "--clear-groups", KEEPALIVE_OCI_RUNTIME, socket_path(),
-                "member", "--", tests::raw_tcp_path(), "connect",
+  Child member({"setpriv", "--reuid=65534", "--regid=" + gid, "--clear-groups",
+                KEEPALIVE_OCI_RUNTIME, socket_path(), "member", "--",
+                tests::raw_tcp_path(), "connect",
                 std::to_string(server.port())});
   ASSERT_TRUE(member.wait_line("connected", 10s))
       << member.transcript() << agent->transcript();
@@ -468,8 +388,7 @@ TEST_F(AgentTest, GroupLetsItsProcessesHandOverAListener) {
   tests::Outcome refused = tests::run(
       {"setpriv", "--reuid=65534", "--regid=65533", "--groups=" + gid, "--",
        KEEPALIVE_OCI_RUNTIME, socket_path(), "stranger", "--", "true"});
-  EXPECT_TRUE(agent->wait_for_output("refused a connection from uid 65534",
-                                     5s))
+  EXPECT_TRUE(agent->wait_for_output("refused a connection from uid 65534", 5s))
       << refused << agent->transcript();
 }
 
@@ -486,11 +405,11 @@ TEST_F(AgentTest, StatusSaysWhatEachContainerGot) {
   EXPECT_EQ(status.exit_code(), 0) << status;
   EXPECT_NE(status.out.find("1 container, no fd store"), std::string::npos)
       << status;
-  EXPECT_NE(status.out.find("container seen: pid " +
-                            std::to_string(target.pid()) +
-                            ", sockets given options 1, options failed 0, "
-                            "unreachable 0; mode socket, keepidle 61"),
-            std::string::npos)
+  EXPECT_NE(
+      status.out.find("container seen: pid " + std::to_string(target.pid()) +
+                      ", sockets given options 1, options failed 0, "
+                      "unreachable 0; mode socket, keepidle 61"),
+      std::string::npos)
       << status;
   target.close_stdin();
   EXPECT_EQ(target.wait_exit(10s), 0);
@@ -510,8 +429,8 @@ TEST_F(AgentTest, ABadContainerSettingIsOneLineAndTheNodesSettingsApply) {
     if (strict) flags.push_back("--strict");
     std::unique_ptr<Child> agent = start_agent(flags);
     tests::Options o = options_of_container(
-        *agent, "bad", {"--metadata", "--keepintvl=5", "--annotation",
-                        "--keepidle=forever"});
+        *agent, "bad",
+        {"--metadata", "--keepintvl=5", "--annotation", "--keepidle=forever"});
     EXPECT_EQ(o["SO_KEEPALIVE"], strict ? 0 : 1);
     if (!strict) {
       EXPECT_EQ(o["TCP_KEEPIDLE"], 21);
@@ -527,124 +446,6 @@ TEST_F(AgentTest, ABadContainerSettingIsOneLineAndTheNodesSettingsApply) {
     agent->signal_group(SIGTERM);
     EXPECT_EQ(agent->wait_exit(10s), 0);
   }
-}
-
-// ---- restarts -------------------------------------------------------------
-
-// A loopback server that accepts (and closes) every connection, so that a
-// client can connect in a loop for as long as a test needs.
-class AcceptingServer {
- public:
-  AcceptingServer() : thread_([this] { run(); }) {}
-  ~AcceptingServer() {
-    stop_ = true;
-    thread_.join();
-  }
-  int port() const { return listener_.port(); }
-
- private:
-  void run() {
-    while (!stop_) {
-      UniqueFd accepted = listener_.accept(50ms);
-    }
-  }
-  Listener listener_{AF_INET, 4096};
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-};
-
-// Waits until `agent` has said `needle` `count` times.
-bool wait_for_count(Child& agent, const std::string& needle, int count,
-                    std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (tests::count_of(agent.err(), needle) < static_cast<size_t>(count)) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    agent.wait_for_output("\x01never said", 20ms);
-  }
-  return true;
-}
-
-int open_fds(pid_t pid) {
-  int count = 0;
-  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator(
-           "/proc/" + std::to_string(pid) + "/fd")) {
-    ++count;
-  }
-  return count;
-}
-
-// The same, without the agent's io_uring options ring, which it sets up
-// at the first socket after each start (so whether it is there depends on
-// when one looks).
-int open_fds_but_ring(pid_t pid) {
-  int count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(
-           "/proc/" + std::to_string(pid) + "/fd")) {
-    std::error_code error;
-    auto target = std::filesystem::read_symlink(entry.path(), error);
-    if (!error && target.string() == "anon_inode:[io_uring]") continue;
-    ++count;
-  }
-  return count;
-}
-
-// AddressSanitizer keeps freed memory in quarantine: RSS budgets mean
-// nothing in a sanitizer build (the fd counts still do).
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-
-int rss_kib(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.starts_with("VmRSS:")) return std::stoi(line.substr(6));
-  }
-  return -1;
-}
-
-// The verdict line of `raw_tcp signals`, once it has exited.
-tests::Options loop_result(Child& client) {
-  EXPECT_TRUE(client.wait_exit(60s)) << "the connect loop never ended";
-  std::optional<std::string> line = client.wait_line("result", 1s);
-  if (!line) {
-    ADD_FAILURE() << client.transcript();
-    return {};
-  }
-  return tests::parse_pairs(*line);
-}
-
-// SIGHUP: the agent re-executes itself and serves the container on, while
-// the container connects in a loop: not one call fails, every socket gets
-// the options, and the agent holds no more fds after three re-execs.
-TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
-  std::unique_ptr<Child> agent = start_agent({"--keepidle", "27"});
-  AcceptingServer server;
-  Child client({KEEPALIVE_OCI_RUNTIME, socket_path(), "loop", "--",
-                tests::raw_tcp_path(), "signals", "30000", "--connect",
-                std::to_string(server.port())});
-  std::this_thread::sleep_for(100ms);
-  int fds_before = open_fds_but_ring(agent->pid());
-  for (int i = 1; i <= 3; ++i) {
-    kill(agent->pid(), SIGHUP);
-    ASSERT_TRUE(wait_for_count(*agent, "took over 1 of 1 containers", i, 10s))
-        << agent->transcript();
-    ASSERT_TRUE(wait_for_count(*agent, "listening on", i + 1, 10s))
-        << agent->transcript();
-  }
-  // A leak in the re-exec would add one per restart; a cached pidfd of
-  // the container's may come or go with its calls.
-  EXPECT_LE(open_fds_but_ring(agent->pid()), fds_before + 1);
-  // The restarts happened while the container was making its calls.
-  EXPECT_TRUE(client.running()) << "the loop ended before the restarts";
-  tests::Options result = loop_result(client);
-  EXPECT_EQ(result["calls"], 30000);
-  EXPECT_EQ(result["errors"], 0) << client.transcript();
-  EXPECT_EQ(result["missing"], 0) << "sockets without options";
-  agent->signal_group(SIGTERM);
-  EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
 }
 
 // A container killed while its threads are in the middle of trapped calls:
@@ -714,224 +515,6 @@ TEST_F(AgentTest, AHundredContainersAtOnceCostLittleEach) {
   for (auto& container : containers) EXPECT_EQ(container->wait_exit(10s), 0);
 }
 
-// The service manager's side of the fd store protocol (sd_notify(3),
-// sd_listen_fds(3)), as systemd plays it with FileDescriptorStoreMax=:
-// keeps what FDSTORE=1 hands it, drops what FDSTOREREMOVE=1 names, and
-// starts the next agent with the fds at 3... and LISTEN_FDS, LISTEN_PID,
-// LISTEN_FDNAMES.
-class FakeServiceManager {
- public:
-  explicit FakeServiceManager(std::string path) : path_(std::move(path)) {
-    sock_.reset(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
-    EXPECT_EQ(bind(sock_.get(), reinterpret_cast<sockaddr*>(&addr),
-                   sizeof addr),
-              0);
-  }
-  std::string notify_env() const { return "NOTIFY_SOCKET=" + path_; }
-
-  // Takes every message sent so far.
-  void receive() {
-    for (;;) {
-      char text[4096];
-      alignas(cmsghdr) char control[CMSG_SPACE(16 * sizeof(int))];
-      iovec iov{text, sizeof text - 1};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      ssize_t n = recvmsg(sock_.get(), &msg, MSG_CMSG_CLOEXEC);
-      if (n < 0) return;
-      text[n] = '\0';
-      std::vector<UniqueFd> fds;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_type != SCM_RIGHTS) continue;
-        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-          int fd;
-          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          fds.emplace_back(fd);
-        }
-      }
-      std::string message(text);
-      std::string name;
-      if (size_t at = message.find("FDNAME="); at != std::string::npos) {
-        name = message.substr(at + 7, message.find('\n', at) - at - 7);
-      }
-      if (message.find("READY=1") != std::string::npos) ready = true;
-      if (message.find("FDSTOREREMOVE=1") != std::string::npos) {
-        store_.erase(name);
-      } else if (message.find("FDSTORE=1") != std::string::npos) {
-        for (UniqueFd& fd : fds) store_[name].push_back(std::move(fd));
-      }
-    }
-  }
-
-  int stored(const std::string& prefix) const {
-    int count = 0;
-    for (const auto& [name, fds] : store_) {
-      if (name.starts_with(prefix)) count += static_cast<int>(fds.size());
-    }
-    return count;
-  }
-
-  // Starts `argv` as the next activation, its stderr to `log`.
-  pid_t start(const std::vector<std::string>& argv, const std::string& log) {
-    std::vector<int> fds;
-    std::string names;
-    for (const auto& [name, held] : store_) {
-      for (const UniqueFd& fd : held) {
-        fds.push_back(fd.get());
-        names += (names.empty() ? "" : ":") + name;
-      }
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-      // Out of the way of 3..3+n first, then into place.
-      std::vector<int> high;
-      for (int fd : fds) high.push_back(fcntl(fd, F_DUPFD, 100));
-      for (size_t i = 0; i < high.size(); ++i) {
-        dup2(high[i], 3 + static_cast<int>(i));
-      }
-      int err = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      dup2(err, 2);
-      std::string listen_pid = "LISTEN_PID=" + std::to_string(getpid());
-      std::string listen_fds = "LISTEN_FDS=" + std::to_string(fds.size());
-      std::string listen_names = "LISTEN_FDNAMES=" + names;
-      std::string notify = notify_env();
-      const char* env[] = {listen_pid.c_str(), listen_fds.c_str(),
-                           listen_names.c_str(), notify.c_str(), nullptr};
-      std::vector<char*> args;
-      for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execve(args[0], args.data(), const_cast<char**>(env));
-      _exit(127);
-    }
-    return pid;
-  }
-
-  // Holds `fd` under `name`, as a socket unit's FileDescriptorName= does.
-  void hand(const std::string& name, UniqueFd fd) {
-    store_[name].push_back(std::move(fd));
-  }
-
-  bool ready = false;
-
- private:
-  std::string path_;
-  UniqueFd sock_;
-  std::map<std::string, std::vector<UniqueFd>> store_;
-};
-
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// Stopped with SIGTERM and started again by the service manager, the agent
-// takes each container back from the fd store: the container's calls
-// wait meanwhile, and none fails.
-TEST_F(AgentTest, TheFdStoreCarriesAContainerAcrossAStopAndStart) {
-  FakeServiceManager manager(path("notify.sock"));
-  std::vector<std::string> argv = {KEEPALIVE_AGENT, "--socket", socket_path(),
-                                   "--keepidle", "28"};
-  auto agent = std::make_unique<Child>(
-      argv, std::vector<std::string>{manager.notify_env()});
-  ASSERT_TRUE(agent->wait_for_output("listening on", 10s));
-  AcceptingServer server;
-  Child client({KEEPALIVE_OCI_RUNTIME, socket_path(), "stored", "--metadata",
-                "--keepintvl=6", "--", tests::raw_tcp_path(), "signals",
-                "30000", "--connect", std::to_string(server.port())});
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (manager.stored("listener-") < 1 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-    manager.receive();
-  }
-  EXPECT_TRUE(manager.ready);
-  ASSERT_EQ(manager.stored("listener-"), 1);
-  EXPECT_EQ(manager.stored("record-"), 1);
-  EXPECT_EQ(manager.stored("socket"), 1);
-
-  agent->signal_group(SIGTERM);
-  EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
-  // The container's calls wait for the next agent.
-  std::this_thread::sleep_for(300ms);
-  EXPECT_TRUE(client.running());
-
-  std::string log = path("agent2.log");
-  pid_t next = manager.start(argv, log);
-  deadline = std::chrono::steady_clock::now() + 10s;
-  while (file_text(log).find("took over 1 of 1") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_NE(file_text(log).find("took over 1 of 1"), std::string::npos)
-      << file_text(log);
-  tests::Options result = loop_result(client);
-  EXPECT_EQ(result["calls"], 30000);
-  EXPECT_EQ(result["errors"], 0) << client.transcript();
-  EXPECT_EQ(result["missing"], 0) << "sockets without options";
-  // The container is gone: its fds left the store.
-  deadline = std::chrono::steady_clock::now() + 10s;
-  while (manager.stored("listener-") > 0 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-    manager.receive();
-  }
-  EXPECT_EQ(manager.stored("listener-"), 0);
-  EXPECT_EQ(manager.stored("record-"), 0);
-  kill(next, SIGTERM);
-  int status = 0;
-  waitpid(next, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << file_text(log);
-}
-
-// Socket activation: the listening socket comes from the service manager
-// (keepalive-agent.socket), and the agent serves on it as it is.
-TEST_F(AgentTest, ASocketFromSocketActivationIsServed) {
-  FakeServiceManager manager(path("notify.sock"));
-  std::filesystem::create_directories(path("run"));
-  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path().c_str());
-  ASSERT_EQ(bind(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr),
-            0);
-  ASSERT_EQ(listen(sock.get(), 16), 0);
-  manager.hand("keepalive-agent.socket", std::move(sock));
-  std::string log = path("agent.log");
-  // --socket names another path: the activated socket wins.
-  pid_t agent = manager.start({KEEPALIVE_AGENT, "--socket",
-                               path("unused/agent.sock"), "--keepidle", "29"},
-                              log);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (file_text(log).find("listening on") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(10ms);
-  }
-  EXPECT_NE(file_text(log).find("listening on " + socket_path()),
-            std::string::npos)
-      << file_text(log);
-  Listener server;
-  Child target({KEEPALIVE_OCI_RUNTIME, socket_path(), "activated", "--",
-                tests::raw_tcp_path(), "connect",
-                std::to_string(server.port())});
-  ASSERT_TRUE(target.wait_line("connected", 10s))
-      << target.transcript() << file_text(log);
-  tests::Options options = tests::probe_options(target.pid(), server.port());
-  EXPECT_EQ(options["TCP_KEEPIDLE"], 29);
-  target.close_stdin();
-  EXPECT_EQ(target.wait_exit(10s), 0);
-  kill(agent, SIGTERM);
-  int status = 0;
-  waitpid(agent, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << file_text(log);
-  EXPECT_FALSE(std::filesystem::exists(path("unused/agent.sock")));
-}
-
 // ---- with runc and crun ----------------------------------------------------
 
 // How to run an OCI runtime here. runc runs a bundle as it is; crun 1.8
@@ -950,8 +533,8 @@ Runtime runc_runtime(const std::string& state) {
 Runtime crun_runtime(const std::string& state) {
   return {"crun",
           {"unshare", "--mount", "sh", "-c",
-           "mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"",
-           "crun", "--cgroup-manager=disabled", "--root", state}};
+           "mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"", "crun",
+           "--cgroup-manager=disabled", "--root", state}};
 }
 
 class RuntimeTest : public AgentTest {
@@ -959,8 +542,9 @@ class RuntimeTest : public AgentTest {
   // Skips unless `runtime` is installed.
   bool usable(const Runtime& runtime) {
     if (tests::run({runtime.name, "--version"}).exit_code() != 0) {
-      ADD_FAILURE() << runtime.name << " is not installed (Debian: "
-                    << runtime.name << "); packaging/dev.sh installs it";
+      ADD_FAILURE() << runtime.name
+                    << " is not installed (Debian: " << runtime.name
+                    << "); packaging/dev.sh installs it";
       return false;
     }
     return true;
@@ -987,7 +571,8 @@ class RuntimeTest : public AgentTest {
     std::ifstream(bundle + "/config.json") >> config;
     config["process"]["terminal"] = false;
     config["process"]["args"] = {"/raw_tcp"};
-    for (const std::string& arg : args) config["process"]["args"].push_back(arg);
+    for (const std::string& arg : args)
+      config["process"]["args"].push_back(arg);
     nlohmann::json kept = nlohmann::json::array();
     for (const auto& ns : config["linux"]["namespaces"]) {
       if (ns["type"] == "network") continue;
@@ -1111,8 +696,8 @@ TEST_F(RuntimeTest, AContainerInItsOwnPidNamespaceGetsTheOptions) {
       << agent->transcript();
   container.close_stdin();
   EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
-  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
-              "own-pidns"});
+  tests::run(
+      {"runc", "--root", path("runc-state"), "delete", "--force", "own-pidns"});
 }
 
 // A user-namespaced container (root inside is uid 100000 outside; with a
@@ -1144,8 +729,8 @@ TEST_F(RuntimeTest, AUserNamespacedContainerGetsTheOptions) {
   EXPECT_EQ(options["TCP_KEEPIDLE"], 47) << detail;
   container.close_stdin();
   EXPECT_EQ(container.wait_exit(20s), 0) << container.transcript();
-  tests::run({"runc", "--root", path("runc-state"), "delete", "--force",
-              "userns"});
+  tests::run(
+      {"runc", "--root", path("runc-state"), "delete", "--force", "userns"});
 }
 
 // 50 containers started by runc one after another, each making a few
@@ -1156,15 +741,14 @@ TEST_F(RuntimeTest, FiftyContainersInTurnLeaveTheAgentAsTheyFoundIt) {
   if (!usable(runc)) return;
   std::unique_ptr<Child> agent = start_agent({});
   AcceptingServer server;
-  std::string bundle =
-      make_bundle("bundle", {"signals", "5", "--connect",
-                             std::to_string(server.port())});
+  std::string bundle = make_bundle(
+      "bundle", {"signals", "5", "--connect", std::to_string(server.port())});
   int fds_after_10 = 0, rss_after_10 = 0;
   for (int i = 1; i <= 50; ++i) {
     tests::Outcome run = tests::run(
         run_argv(runc, bundle, "churn-" + std::to_string(i)), {}, 30s);
-    ASSERT_EQ(run.exit_code(), 0) << "container " << i << ": " << run
-                                  << agent->transcript();
+    ASSERT_EQ(run.exit_code(), 0)
+        << "container " << i << ": " << run << agent->transcript();
     ASSERT_NE(run.out.find("errors=0 first_errno=0 missing=0"),
               std::string::npos)
         << run;

@@ -24,6 +24,16 @@ TEST(OptionWordsTest, SetsWhatItNamesOverTheBase) {
   EXPECT_EQ(got->settings.value(Option::kUserTimeout), kDeriveUserTimeout);
 }
 
+// An annotation written with CRLF line ends (or tabs, form feeds) means
+// what one written with spaces means.
+TEST(OptionWordsTest, AnyWhiteSpaceSeparatesWords) {
+  auto got = parse_option_words("--keepidle=31\r\n\v--keepcnt=4\f\r",
+                                WorkloadOptions{});
+  ASSERT_TRUE(got) << got.error();
+  EXPECT_EQ(got->settings.value(Option::kKeepIdle), 31);
+  EXPECT_EQ(got->settings.value(Option::kKeepCnt), 4);
+}
+
 TEST(OptionWordsTest, NothingLeavesTheBase) {
   WorkloadOptions base;
   base.mode = Mode::kListen;
