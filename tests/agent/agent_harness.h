@@ -57,8 +57,11 @@ inline ssize_t send_with_fd(int sock, const void* data, size_t size, int fd) {
 }
 
 // A real seccomp listener: a child installs a filter (trapping a call
-// nobody makes here) with a new listener and passes the fd up.
-inline UniqueFd make_listener() {
+// nobody makes here) with a new listener and passes the fd up. With
+// `holder`, the child stays alive (as a container's task does, so that the
+// listener is served) until the caller kills and reaps *holder; without
+// it, it exits at once.
+inline UniqueFd make_listener(pid_t* holder = nullptr) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return {};
   pid_t pid = fork();
@@ -74,7 +77,10 @@ inline UniqueFd make_listener() {
     int fd = static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                                       SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
     char byte = 0;
-    _exit(fd >= 0 && send_with_fd(pair[1], &byte, 1, fd) == 1 ? 0 : 1);
+    if (fd < 0 || send_with_fd(pair[1], &byte, 1, fd) != 1) _exit(1);
+    if (holder == nullptr) _exit(0);
+    close(fd);
+    for (;;) pause();
   }
   close(pair[1]);
   char control[CMSG_SPACE(sizeof(int))] = {};
@@ -90,7 +96,11 @@ inline UniqueFd make_listener() {
     memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
   }
   close(pair[0]);
-  waitpid(pid, nullptr, 0);
+  if (holder != nullptr) {
+    *holder = pid;
+  } else {
+    waitpid(pid, nullptr, 0);
+  }
   return UniqueFd(fd);
 }
 

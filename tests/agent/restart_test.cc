@@ -22,43 +22,7 @@ namespace {
 // does) until this is destroyed: the agent serves it for as long.
 class LiveListener {
  public:
-  LiveListener() {
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      sock_filter code[] = {
-          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_acct, 0, 1),
-          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      };
-      sock_fprog prog = {sizeof code / sizeof code[0], code};
-      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-      int fd =
-          static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                                   SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-      char byte = 0;
-      if (fd < 0 || send_with_fd(pair[1], &byte, 1, fd) != 1) _exit(1);
-      close(fd);
-      for (;;) pause();
-    }
-    close(pair[1]);
-    char control[CMSG_SPACE(sizeof(int))] = {};
-    char byte;
-    iovec iov{&byte, 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    if (recvmsg(pair[0], &msg, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&msg)) {
-      int fd;
-      memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
-      fd_.reset(fd);
-    }
-    close(pair[0]);
-  }
+  LiveListener() : fd_(make_listener(&pid_)) {}
   ~LiveListener() {
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
