@@ -466,7 +466,8 @@ int run(int argc, char** argv) {
   }
   if (taken_over_only) {
     serving_line = "serving " + std::to_string(agent.containers()) +
-                   " containers taken over, accepting no new ones";
+                   (agent.containers() == 1 ? " container" : " containers") +
+                   " taken over, accepting no new ones";
   }
   boost::asio::signal_set stop(io, SIGTERM, SIGINT);
   stop.async_wait([&io, &agent](const boost::system::error_code&, int) {

@@ -238,6 +238,8 @@ TEST_F(AgentTest, ASighupWaitsForTheMessageBeingRead) {
             static_cast<ssize_t>(state.size() - half));
   EXPECT_TRUE(wait_for_count(*agent, "took over 1 of 1 containers", 1, 10s))
       << agent->transcript();
+  ASSERT_TRUE(wait_for_count(*agent, "listening on", 2, 10s))
+      << agent->transcript();
   tests::Outcome status = tests::run(
       {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
   EXPECT_EQ(status.exit_code(), 0) << status.transcript();
@@ -296,7 +298,9 @@ TEST_F(AgentTest, AStartWithARefusedCommandLineServesTheContainersItTookOver) {
   argv.push_back("--no-such-flag");
   std::string log = path("agent2.log");
   pid_t second = manager.start(argv, log);
-  EXPECT_TRUE(wait_in_file(log, "accepting no new ones")) << file_text(log);
+  EXPECT_TRUE(wait_in_file(
+      log, "serving 1 container taken over, accepting no new ones"))
+      << file_text(log);
   EXPECT_NE(file_text(log).find("--no-such-flag"), std::string::npos);
   tests::Options result = loop_result(client);
   EXPECT_EQ(result["calls"], 30000);
@@ -435,7 +439,10 @@ TEST_F(AgentTest, AListenerKeptWithoutItsRecordGetsOne) {
   std::string log = path("agent.log");
   pid_t agent =
       manager.start({KEEPALIVE_AGENT, "--socket", socket_path()}, log);
-  EXPECT_TRUE(wait_in_file(log, "took over 1 of 1")) << file_text(log);
+  // Said before it handles SIGTERM; "listening on" after.
+  EXPECT_TRUE(wait_in_file(log, "listening on")) << file_text(log);
+  EXPECT_NE(file_text(log).find("took over 1 of 1"), std::string::npos)
+      << file_text(log);
   EXPECT_NE(file_text(log).find("listener-lost: no record kept with it"),
             std::string::npos)
       << file_text(log);
@@ -444,7 +451,9 @@ TEST_F(AgentTest, AListenerKeptWithoutItsRecordGetsOne) {
   std::string log2 = path("agent2.log");
   pid_t next =
       manager.start({KEEPALIVE_AGENT, "--socket", socket_path()}, log2);
-  EXPECT_TRUE(wait_in_file(log2, "took over 1 of 1")) << file_text(log2);
+  EXPECT_TRUE(wait_in_file(log2, "listening on")) << file_text(log2);
+  EXPECT_NE(file_text(log2).find("took over 1 of 1"), std::string::npos)
+      << file_text(log2);
   EXPECT_EQ(file_text(log2).find("no record"), std::string::npos)
       << file_text(log2);
   EXPECT_EQ(stop(next), 0);
