@@ -153,12 +153,13 @@ Result<ContainerState> load_record(int record) {
       !doc["metadata"].is_string()) {
     return invalid("", "not a container's record");
   }
-  // The id was quoted when the runtime's message was read: one that is not
-  // a printable line did not come from there.
+  // The id was quoted when the runtime's message was read (any UTF-8 kept,
+  // controls escaped, bounded): one with a control byte or longer than a
+  // quoted value did not come from there.
   std::string id = doc["id"].get<std::string>();
-  bool printable =
-      std::ranges::all_of(id, [](char c) { return c >= 0x20 && c < 0x7f; });
-  if (id.size() >= kQuoteBufferSize || (!printable && shown(id) != id)) {
+  bool printable = std::ranges::none_of(
+      id, [](char c) { return (c >= 0 && c < 0x20) || c == 0x7f; });
+  if (id.size() >= kQuoteBufferSize || !printable) {
     return invalid("", "not a container's record (its id is not printable)");
   }
   ContainerState state;

@@ -153,14 +153,14 @@ TEST(ContainerStateTest, RefusesAForgedRecord) {
     EXPECT_FALSE(load_record(fd.get())) << text;
   }
   ContainerState state;
-  state.id = "web\\n";  // as quoted from the runtime's message
+  state.id = "wéb\\n";  // as quoted from the runtime's message
   state.pid = 7;
   state.metadata = "--keepidle=3";
   Result<UniqueFd> saved = save_record(state);
   ASSERT_TRUE(saved) << saved.error().message();
   Result<ContainerState> loaded = load_record(saved->get());
   ASSERT_TRUE(loaded) << loaded.error().message();
-  EXPECT_EQ(loaded->id, "web\\n");
+  EXPECT_EQ(loaded->id, "wéb\\n");
   EXPECT_EQ(loaded->pid, 7);
 }
 
