@@ -12,7 +12,7 @@
 #   packaging/dev.sh test    build, then run the whole test suite, then
 #                            the engine's suites under ASan and UBSan
 #   packaging/dev.sh fuzz [SECONDS]   build, then run each fuzz target
-#                            for SECONDS (default 300; tests/fuzz/)
+#                            for SECONDS (default 60; tests/fuzz/)
 #   packaging/dev.sh bench   build, then benchmark every mode
 #                            against bare; prints a table, writes a chart
 #
@@ -30,7 +30,7 @@ PACKAGES=(
   netcat-openbsd strace nftables iproute2
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml nginx nlohmann-json3-dev libsystemd-dev runc crun
-  clang libclang-rt-14-dev
+  clang-19 libclang-rt-19-dev
 )
 # gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c);
 # qemu and cpio, to run the kernel-bound suites inside Debian's own kernel,
@@ -343,6 +343,6 @@ case "${1:-}" in
   bench) bench ;;
   fuzz)
     build
-    "$REPO/tests/fuzz/run_fuzz.sh" "$REPO" "$BUILD" "${2:-300}" ;;
+    "$REPO/tests/fuzz/run_fuzz.sh" "$REPO" "$BUILD" "${2:-60}" ;;
   *) usage ;;
 esac
