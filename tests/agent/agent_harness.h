@@ -8,12 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +27,7 @@
 
 #include "common/unique_fd.h"
 #include "tests/common/scratch_dir.h"
+#include "tests/common/seccomp_listener.h"
 #include "tests/supervisor/options_harness.h"
 
 namespace keepalive::agent {
@@ -39,70 +36,8 @@ using namespace std::chrono_literals;
 using tests::Child;
 using tests::Listener;
 
-// Sends `size` bytes of `data` on `sock` with `fd` in SCM_RIGHTS.
-inline ssize_t send_with_fd(int sock, const void* data, size_t size, int fd) {
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  iovec iov{const_cast<void*>(data), size};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  return sendmsg(sock, &msg, 0);
-}
-
-// A real seccomp listener: a child installs a filter (trapping a call
-// nobody makes here) with a new listener and passes the fd up. With
-// `holder`, the child stays alive (as a container's task does, so that the
-// listener is served) until the caller kills and reaps *holder; without
-// it, it exits at once.
-inline UniqueFd make_listener(pid_t* holder = nullptr) {
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return {};
-  pid_t pid = fork();
-  if (pid == 0) {
-    sock_filter code[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_acct, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    sock_fprog prog = {sizeof code / sizeof code[0], code};
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    int fd = static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-    char byte = 0;
-    if (fd < 0 || send_with_fd(pair[1], &byte, 1, fd) != 1) _exit(1);
-    if (holder == nullptr) _exit(0);
-    close(fd);
-    for (;;) pause();
-  }
-  close(pair[1]);
-  char control[CMSG_SPACE(sizeof(int))] = {};
-  char byte;
-  iovec iov{&byte, 1};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  int fd = -1;
-  if (recvmsg(pair[0], &msg, MSG_CMSG_CLOEXEC) == 1 && CMSG_FIRSTHDR(&msg)) {
-    memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
-  }
-  close(pair[0]);
-  if (holder != nullptr) {
-    *holder = pid;
-  } else {
-    waitpid(pid, nullptr, 0);
-  }
-  return UniqueFd(fd);
-}
+using tests::make_listener;
+using tests::send_with_fd;
 
 inline std::string state_json(const std::string& fds = "[\"seccompFd\"]",
                               const std::string& id = "web") {

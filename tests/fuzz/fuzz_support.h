@@ -6,17 +6,12 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -25,6 +20,7 @@
 
 #include "common/settings.h"
 #include "common/unique_fd.h"
+#include "tests/common/seccomp_listener.h"
 
 namespace keepalive::fuzz {
 
@@ -91,65 +87,12 @@ inline void check_no_fd_leaked(int before) {
   }
 }
 
-// A seccomp user-notification listener, made once: a child installs a
-// filter that notifies on acct() (which nothing calls), sends the
-// listener over a socketpair and exits. The fd stays a listener
-// ("anon_inode:seccomp notify") without tasks. Invalid if this process
-// may not make one.
+// A seccomp user-notification listener without tasks
+// ("anon_inode:seccomp notify"), made once (tests::make_listener). -1 if
+// this process may not make one.
 inline int shared_listener() {
   static int listener = [] {
-    int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
-      return -1;
-    }
-    pid_t pid = fork();
-    if (pid == 0) {
-      sock_filter code[] = {
-          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_acct, 0, 1),
-          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      };
-      sock_fprog prog = {sizeof code / sizeof code[0], code};
-      prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-      int fd =
-          static_cast<int>(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-                                   SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
-      char byte = 0;
-      iovec iov{&byte, 1};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      if (fd >= 0) {
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(c), &fd, sizeof fd);
-      }
-      _exit(sendmsg(pair[1], &msg, 0) == 1 ? 0 : 1);
-    }
-    close(pair[1]);
-    int fd = -1;
-    if (pid > 0) {
-      char byte;
-      iovec iov{&byte, 1};
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      if (recvmsg(pair[0], &msg, MSG_CMSG_CLOEXEC) == 1 &&
-          CMSG_FIRSTHDR(&msg) != nullptr) {
-        memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof fd);
-      }
-      waitpid(pid, nullptr, 0);
-    }
-    close(pair[0]);
+    int fd = tests::make_listener().release();
     if (fd < 0) {
       fprintf(stderr, "fuzz: no seccomp listener; /dev/null instead\n");
     }

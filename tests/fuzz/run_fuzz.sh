@@ -61,6 +61,7 @@ declare -A sources=(
 # What a rebuild depends on besides a target's sources: the headers the
 # sources include, the compiler and this script.
 headers=$(find "$src/common" "$src/supervisor" "$src/agent" "$src/tests/fuzz" \
+  "$src/tests/common" \
   -name '*.h')
 status=0
 for target in $(printf '%s\n' "${!sources[@]}" | sort); do
