@@ -27,11 +27,6 @@ namespace {
 namespace asio = boost::asio;
 using Local = asio::local::stream_protocol;
 
-// The names of the agent's fds in the store (fd_store.h).
-constexpr char kSocketName[] = "socket";
-constexpr char kListenerPrefix[] = "listener-";
-constexpr char kRecordPrefix[] = "record-";
-
 // How long a runtime may take to send its message.
 constexpr std::chrono::seconds kStateTimeout(5);
 

@@ -24,6 +24,13 @@ struct NamedFd {
   UniqueFd fd;
 };
 
+// The names of the agent's fds in the store and across a re-exec: its
+// listening socket, and for each container its listener and record
+// (listener-TAG, record-TAG).
+inline constexpr char kSocketName[] = "socket";
+inline constexpr char kListenerPrefix[] = "listener-";
+inline constexpr char kRecordPrefix[] = "record-";
+
 // The variable that carries fds from one agent to the one it re-executes:
 // "FD:NAME,FD:NAME,...".
 inline constexpr char kPassedFdsVariable[] = "KEEPALIVE_AGENT_FDS";

@@ -382,7 +382,7 @@ int run(int argc, char** argv) {
   raise_fd_limit();
   size_t kept = static_cast<size_t>(std::ranges::count_if(
       inherited,
-      [](const NamedFd& fd) { return fd.name.starts_with("listener-"); }));
+      [](const NamedFd& fd) { return fd.name.starts_with(kListenerPrefix); }));
 
   ServeConfig config;
   // Accepting no new containers: only serving those taken over.
@@ -398,8 +398,8 @@ int run(int argc, char** argv) {
     config = ServeConfig();
     taken_over_only = true;
     std::erase_if(inherited, [](const NamedFd& fd) {
-      return !fd.name.starts_with("listener-") &&
-             !fd.name.starts_with("record-");
+      return !fd.name.starts_with(kListenerPrefix) &&
+             !fd.name.starts_with(kRecordPrefix);
     });
   }
   AgentOptions& options = config.options;
