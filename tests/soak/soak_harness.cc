@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tests/soak/soak_harness.h"
+
+#include <stdlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace keepalive::tests {
+
+std::optional<bool> long_form() {
+  const char* value = getenv("KEEPALIVE_SOAK");
+  std::string form = value == nullptr ? "" : value;
+  if (form.empty() || form == "short") return false;
+  if (form == "long") return true;
+  ADD_FAILURE() << "KEEPALIVE_SOAK=" << form
+                << ": expected long or short (or unset)";
+  return std::nullopt;
+}
+
+Sample sample_of(pid_t pid) {
+  Sample sample;
+  std::string proc = "/proc/" + std::to_string(pid);
+  std::error_code error;
+  int fds = 0;
+  for (std::filesystem::directory_iterator it(proc + "/fd", error), end;
+       !error && it != end; it.increment(error)) {
+    ++fds;
+  }
+  if (!error) sample.fds = fds;
+  std::ifstream status(proc + "/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("VmRSS:")) sample.rss_kib = atol(line.c_str() + 6);
+  }
+  return sample;
+}
+
+std::string describe(const std::vector<Sample>& samples) {
+  std::string fds, rss;
+  for (const Sample& sample : samples) {
+    fds += (fds.empty() ? "" : ",") + std::to_string(sample.fds);
+    rss += (rss.empty() ? "" : ",") + std::to_string(sample.rss_kib);
+  }
+  return "fds=[" + fds + "] rss_kib=[" + rss + "]";
+}
+
+void expect_flat(const std::vector<Sample>& samples, const std::string& who) {
+  ASSERT_GE(samples.size(), 2u) << who << ": too few samples";
+  for (size_t i = 0; i < samples.size(); ++i) {
+    EXPECT_GE(samples[i].fds, 0)
+        << who << " sample " << i + 1 << ": /proc could not be read";
+    EXPECT_EQ(samples[i].fds, samples[0].fds)
+        << who << " holds a different number of fds at sample " << i + 1 << ": "
+        << describe(samples);
+  }
+  if (!kSanitized) {
+    EXPECT_LT(samples.back().rss_kib - samples[1].rss_kib, kRssGrowthBoundKib)
+        << who << "'s RSS grew from the second sample to the last (KiB): "
+        << describe(samples);
+  }
+}
+
+double figure(const std::string& line, const std::string& key) {
+  std::istringstream words(line);
+  for (std::string word; words >> word;) {
+    if (word.starts_with(key + "=")) {
+      return strtod(word.c_str() + key.size() + 1, nullptr);
+    }
+  }
+  return std::nan("");
+}
+
+}  // namespace keepalive::tests
