@@ -13,6 +13,9 @@
 #                            the engine's suites under ASan and UBSan
 #   packaging/dev.sh fuzz [SECONDS]   build, then run each fuzz target
 #                            for SECONDS (default 60; tests/fuzz/)
+#   packaging/dev.sh soak    build, then run the soak tests' long form (a
+#                            million trapped calls, 10,000 containers under
+#                            one agent, stop storms; about 10 minutes)
 #   packaging/dev.sh bench   build, then benchmark every mode
 #                            against bare; prints a table, writes a chart
 #
@@ -51,7 +54,7 @@ die() {
 }
 
 usage() {
-  sed -n '3,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '3,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -344,5 +347,9 @@ case "${1:-}" in
   fuzz)
     build
     "$REPO/tests/fuzz/run_fuzz.sh" "$REPO" "$BUILD" "${2:-60}" ;;
+  soak)
+    build
+    KEEPALIVE_SOAK=long ctest --test-dir "$BUILD" -L soak \
+      --output-on-failure --verbose ;;
   *) usage ;;
 esac
