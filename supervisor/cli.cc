@@ -3,6 +3,10 @@
 
 #include <getopt.h>
 
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
 #include <initializer_list>
 #include <optional>
 #include <string_view>
@@ -31,6 +35,10 @@ enum Key : int {
   kFailOpen,
   kExitWithCommand,
   kCheck,
+  kPid,
+  kCgroup,
+  kDryRun,
+  kWatch,
   kVersion,
   kSignalGroup = 'g',
   kDebug = 'v',
@@ -57,6 +65,10 @@ constexpr option kLongOptions[] = {
     {"signal-group", no_argument, nullptr, kSignalGroup},
     {"fail-open", no_argument, nullptr, kFailOpen},
     {"exit-with-command", no_argument, nullptr, kExitWithCommand},
+    {"pid", required_argument, nullptr, kPid},
+    {"cgroup", required_argument, nullptr, kCgroup},
+    {"dry-run", no_argument, nullptr, kDryRun},
+    {"watch", optional_argument, nullptr, kWatch},
     {"debug", no_argument, nullptr, kDebug},
     {"check", no_argument, nullptr, kCheck},
     {"help", no_argument, nullptr, kHelp},
@@ -67,10 +79,12 @@ constexpr option kLongOptions[] = {
 
 constexpr char kHelpText[] =
     "Usage: keepalive-supervise [OPTION]... -- COMMAND [ARG]...\n"
+    "  or:  keepalive-supervise [OPTION]... --pid=PID[,PID]... | --cgroup=DIR\n"
     "  or:  keepalive-supervise --check [--mode=MODE] [--strategy=STRATEGY]\n"
     "Run COMMAND under a seccomp filter that gives its TCP sockets keepalive\n"
     "and TCP_USER_TIMEOUT, including those of static binaries, Go programs\n"
-    "and every descendant.\n"
+    "and every descendant; or give the TCP sockets that running processes\n"
+    "already have those options.\n"
     "\n"
     "Which sockets, and how:\n"
     "      --mode=MODE          socket: every TCP socket (default); connect:\n"
@@ -83,6 +97,18 @@ constexpr char kHelpText[] =
     "\n"
     "Socket options (default in parentheses; 0 leaves the system's):\n"
     KEEPALIVE_SETTING_FLAGS_HELP
+    "\n"
+    "Running processes (instead of -- COMMAND):\n"
+    "      --pid=PID[,PID]...   the sockets of these processes\n"
+    "      --cgroup=DIR         the sockets of every process in this cgroup\n"
+    "                             directory and those below it\n"
+    "      --dry-run            print what each socket has and what would be\n"
+    "                             set; change nothing\n"
+    "      --watch[=SECONDS]    keep looking, every SECONDS (default 1), for\n"
+    "                             new sockets and, with --cgroup, processes;\n"
+    "                             until they are all gone, or SIGINT/SIGTERM\n"
+    "    MODE picks sockets by role: connect: those the process connected;\n"
+    "    listen: listening ones and those accepted from them; socket: all.\n"
     "\n"
     "Supervision:\n"
     "      --deny-io-uring      make io_uring_setup fail with ENOSYS, so that\n"
@@ -116,7 +142,9 @@ constexpr char kHelpText[] =
     "\n"
     "Exit status: COMMAND's, or 128+N if it was killed by signal N;\n"
     "2 bad usage, 125 could not supervise, 126 COMMAND not executable,\n"
-    "127 COMMAND not found.\n";
+    "127 COMMAND not found. With --pid or --cgroup: 0 when every TCP\n"
+    "socket found has its options, 1 when a process or socket could not\n"
+    "be reached or set, 2 bad usage.\n";
 
 const option* long_option(int key) {
   for (const option* o = kLongOptions; o->name != nullptr; ++o) {
@@ -167,6 +195,41 @@ struct Given {
     return values[key] ? &*values[key] : nullptr;
   }
 };
+
+// "1234,5678": process IDs, each a plain positive decimal number.
+std::optional<std::vector<pid_t>> parse_pids(const std::string& text) {
+  std::vector<pid_t> pids;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = text.find(',', start);
+    std::string word = text.substr(start, comma - start);
+    if (word.empty() || word.size() > 10 ||
+        word.find_first_not_of("0123456789") != std::string::npos) {
+      return std::nullopt;
+    }
+    long value = strtol(word.c_str(), nullptr, 10);
+    if (value <= 0 || value > INT_MAX) return std::nullopt;
+    pids.push_back(static_cast<pid_t>(value));
+    if (comma == std::string::npos) return pids;
+    start = comma + 1;
+  }
+}
+
+// "1", "0.5": seconds from 0.01 to a day, as milliseconds.
+std::optional<int> parse_interval_ms(const std::string& text) {
+  if (text.empty() || text.find_first_not_of("0123456789.") !=
+                          std::string::npos) {
+    return std::nullopt;
+  }
+  errno = 0;
+  char* end = nullptr;
+  double seconds = strtod(text.c_str(), &end);
+  if (errno != 0 || *end != '\0' || !std::isfinite(seconds) ||
+      seconds < 0.01 || seconds > 86400) {
+    return std::nullopt;
+  }
+  return static_cast<int>(std::lround(seconds * 1000));
+}
 
 }  // namespace
 
@@ -284,13 +347,68 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
   config.fail_open = given.has(kFailOpen);
   config.exit_with_command = given.has(kExitWithCommand);
   if (dash_dash) config.command.assign(argv + optind, argv + argc);
+  if (const std::string* text = given.value(kPid)) {
+    auto pids = parse_pids(*text);
+    if (!pids) {
+      return usage_error("--pid: invalid value " + quoted(*text) +
+                         " (expected process IDs, e.g. 1234 or 1234,5678)");
+    }
+    config.attach.pids = std::move(*pids);
+  }
+  if (const std::string* text = given.value(kCgroup)) {
+    config.attach.cgroup = *text;
+  }
+  config.attach.dry_run = given.has(kDryRun);
+  if (const std::string* text = given.value(kWatch)) {
+    if (text->empty()) {
+      config.attach.watch_ms = 1000;
+    } else if (auto ms = parse_interval_ms(*text)) {
+      config.attach.watch_ms = *ms;
+    } else {
+      return usage_error("--watch: invalid value " + quoted(*text) +
+                         " (expected seconds from 0.01 to 86400, e.g. 1 or "
+                         "0.5)");
+    }
+  }
 
   if (given.has(kCheck)) {
     if (!config.command.empty()) {
       return usage_error("--check takes no command");
     }
+    if (config.attach.requested()) {
+      return usage_error("--check takes no --pid or --cgroup");
+    }
     result.action = CliAction::kCheck;
     return result;
+  }
+  if (given.has(kPid) || given.has(kCgroup)) {
+    if (given.has(kPid) && given.has(kCgroup)) {
+      return usage_error("--pid and --cgroup exclude each other");
+    }
+    const char* which = given.has(kPid) ? "--pid" : "--cgroup";
+    if (!config.command.empty()) {
+      return usage_error(std::string(which) +
+                         " attaches to running processes: it takes no "
+                         "command");
+    }
+    // What only a command run under the filter can use.
+    for (int key : {int{kStrategy}, int{kDenyIoUring}, int{kInit},
+                    int{kSignalGroup}, int{kFailOpen},
+                    int{kExitWithCommand}}) {
+      if (given.has(key)) {
+        return usage_error(std::string("--") + long_option(key)->name +
+                           " applies to a command run under the filter, "
+                           "not to " + which);
+      }
+    }
+    result.action = CliAction::kAttach;
+    return result;
+  }
+  for (int key : {int{kDryRun}, int{kWatch}}) {
+    if (given.has(key)) {
+      return usage_error(std::string("--") + long_option(key)->name +
+                         " needs --pid or --cgroup");
+    }
   }
   if (config.command.empty()) {
     return usage_error(

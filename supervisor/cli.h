@@ -9,7 +9,8 @@
 
 namespace keepalive {
 
-enum class CliAction { kRun, kCheck, kHelp, kVersion, kUsageError };
+// kAttach: --pid or --cgroup (Config::attach), no command.
+enum class CliAction { kRun, kAttach, kCheck, kHelp, kVersion, kUsageError };
 
 struct CliResult {
   CliAction action = CliAction::kRun;

@@ -2,6 +2,8 @@
 // What the command line asks the supervisor to do.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
@@ -20,6 +22,17 @@ enum class Strategy { kAuto, kEmulate, kContinue };
 // Returns "auto", "emulate" or "continue".
 const char* strategy_name(Strategy strategy);
 
+// Attaching to running processes instead of running a command
+// (supervisor/attach.h): whose sockets, and how.
+struct AttachRequest {
+  std::vector<pid_t> pids;   // --pid
+  std::string cgroup;        // --cgroup: a cgroup directory
+  bool dry_run = false;      // --dry-run: say, change nothing
+  int watch_ms = 0;          // --watch: rescan every watch_ms; 0: once
+
+  bool requested() const { return !pids.empty() || !cgroup.empty(); }
+};
+
 struct Config {
   Settings settings;
   Mode mode = Mode::kSocket;
@@ -34,6 +47,7 @@ struct Config {
   // on by a detached process. Implied as PID 1.
   bool exit_with_command = false;
   std::vector<std::string> command;
+  AttachRequest attach;  // when requested(), command is empty
 };
 
 }  // namespace keepalive

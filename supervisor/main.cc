@@ -7,6 +7,7 @@
 #include <exception>
 #include <new>
 
+#include "supervisor/attach.h"
 #include "supervisor/check.h"
 #include "supervisor/cli.h"
 #include "supervisor/fd_limit.h"
@@ -41,6 +42,8 @@ int run(int argc, char** argv) {
       fputs(report.text.c_str(), stdout);
       return report.can_work ? 0 : 1;
     }
+    case keepalive::CliAction::kAttach:
+      return keepalive::run_attach(cli.config);
     case keepalive::CliAction::kRun:
       break;
   }
