@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -265,11 +266,11 @@ void Attacher::unreachable(pid_t pid, const std::string& why) {
 std::vector<Attacher::Process> Attacher::current_processes() {
   std::vector<Process> processes;
   if (config_.attach.cgroup.empty()) {
-    // The named ones still running; the pidfd tells, whatever the pid has
-    // become since.
+    // The named ones still running: a pidfd turns readable when its
+    // process has exited (a zombie too), whatever the pid has become since.
     std::erase_if(named_, [](const Process& p) {
-      return sys::pidfd_send_signal(p.pidfd.get(), 0, nullptr, 0) != 0 &&
-             errno == ESRCH;
+      pollfd exited{p.pidfd.get(), POLLIN, 0};
+      return poll(&exited, 1, 0) != 0;
     });
     for (const Process& p : named_) {
       processes.push_back(Process{p.pid, UniqueFd(fcntl(p.pidfd.get(),

@@ -415,3 +415,64 @@ TEST(CliTest, KeepaliveOffFromTheEnvironment) {
 
 }  // namespace
 }  // namespace keepalive
+
+namespace keepalive {
+namespace {
+
+TEST(CliAttachTest, PidsAndCgroupAttachWithoutACommand) {
+  Parsed parsed = parse({"--pid", "12,345", "--mode", "connect"});
+  ASSERT_EQ(parsed.result.action, CliAction::kAttach) << parsed.result.text;
+  const Config& config = parsed.result.config;
+  EXPECT_EQ(config.attach.pids, (std::vector<pid_t>{12, 345}));
+  EXPECT_EQ(config.mode, Mode::kConnect);
+  EXPECT_TRUE(config.command.empty());
+  EXPECT_FALSE(config.attach.dry_run);
+  EXPECT_EQ(config.attach.watch_ms, 0);
+
+  parsed = parse({"--cgroup=/sys/fs/cgroup/x.service", "--dry-run",
+                  "--keepidle", "5"});
+  ASSERT_EQ(parsed.result.action, CliAction::kAttach) << parsed.result.text;
+  EXPECT_EQ(parsed.result.config.attach.cgroup, "/sys/fs/cgroup/x.service");
+  EXPECT_TRUE(parsed.result.config.attach.dry_run);
+  EXPECT_EQ(parsed.result.config.settings.value(Option::kKeepIdle), 5);
+}
+
+TEST(CliAttachTest, WatchTakesAnOptionalInterval) {
+  EXPECT_EQ(parse({"--pid=1", "--watch"}).result.config.attach.watch_ms, 1000);
+  EXPECT_EQ(parse({"--pid=1", "--watch=0.25"}).result.config.attach.watch_ms,
+            250);
+  EXPECT_EQ(parse({"--pid=1", "--watch=3"}).result.config.attach.watch_ms,
+            3000);
+  for (const char* bad : {"--watch=0", "--watch=-1", "--watch=1s",
+                          "--watch=100000", "--watch=nan", "--watch=1e3"}) {
+    expect_usage_error(parse({"--pid=1", bad}), "--watch", "seconds");
+  }
+  // "--watch 2": the value must be attached; a lone word is an argument.
+  expect_usage_error(parse({"--pid=1", "--watch", "2"}), "'2'");
+}
+
+TEST(CliAttachTest, BadPidsAreNamed) {
+  for (const char* bad : {"0", "-1", "1,", ",1", "1,,2", "x", "1 2",
+                          "99999999999", "+5", "0x10"}) {
+    expect_usage_error(parse({std::string("--pid=") + bad}), "--pid",
+                       "process IDs");
+  }
+}
+
+TEST(CliAttachTest, WhatCannotGoTogetherIsRefused) {
+  expect_usage_error(parse({"--pid=1", "--cgroup=/x"}), "--cgroup");
+  expect_usage_error(parse({"--pid=1", "--", "true"}), "takes no command");
+  expect_usage_error(parse({"--check", "--pid=1"}), "--check");
+  for (const char* flag : {"--strategy=emulate", "--deny-io-uring", "--init",
+                           "-g", "--fail-open", "--exit-with-command"}) {
+    expect_usage_error(parse({"--pid=1", flag}), "not to --pid");
+  }
+  expect_usage_error(parse({"--dry-run", "--", "true"}), "--dry-run",
+                     "--pid or --cgroup");
+  expect_usage_error(parse({"--watch", "--", "true"}), "--watch",
+                     "--pid or --cgroup");
+  expect_usage_error(parse({"--pid=1", "--pid=2"}), "more than once");
+}
+
+}  // namespace
+}  // namespace keepalive

@@ -34,6 +34,7 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_daemon_test 120
   supervise_limits_test 120
   supervise_forward_test 60
+  attach_test 60
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)
@@ -44,6 +45,10 @@ while(KEEPALIVE_OPTIONS_TESTS)
     NO_PRETTY_VALUES DISCOVERY_TIMEOUT 30
     PROPERTIES TIMEOUT ${timeout} LABELS supervisor)
 endwhile()
+
+# The Python program with sockets of every role that --pid attaches to.
+target_compile_definitions(attach_test PRIVATE
+  KEEPALIVE_ATTACH_TARGET_PATH="${PROJECT_SOURCE_DIR}/tests/helpers/attach_target.py")
 
 # The 32-bit helper, where it could be built (tests/helpers).
 if(TARGET drop32)

@@ -5,11 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -251,6 +253,50 @@ std::optional<uid_t> socket_uid(int local_port, int remote_port) {
     }
   }
   return std::nullopt;
+}
+
+std::string self_path() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  return n <= 0 ? "" : std::string(buf, n);
+}
+
+bool bring_up_loopback() {
+  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq req{};
+  strncpy(req.ifr_name, "lo", IFNAMSIZ - 1);
+  if (ioctl(fd.get(), SIOCGIFFLAGS, &req) != 0) return false;
+  req.ifr_flags |= IFF_UP;
+  return ioctl(fd.get(), SIOCSIFFLAGS, &req) == 0;
+}
+
+void rerun_in_namespaces(const std::vector<std::string>& unshare_flags,
+                         const char* variable, milliseconds timeout) {
+  constexpr const char* kUnshare = "/usr/bin/unshare";
+  std::vector<std::string> argv = {kUnshare};
+  argv.insert(argv.end(), unshare_flags.begin(), unshare_flags.end());
+  std::vector<std::string> probe_argv = argv;
+  probe_argv.push_back("true");
+  Outcome probe = run(probe_argv, {}, 10s);
+  if (probe.shell_status() != 0) {
+    GTEST_SKIP() << "namespaces refused here (unshare: " << probe.err << ")";
+  }
+  const ::testing::TestInfo* me =
+      ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string filter = std::string(me->test_suite_name()) + "." + me->name();
+  argv.insert(argv.end(), {"--", self_path(), "--gtest_filter=" + filter});
+  Outcome inner = run(argv, {std::string(variable) + "=1"}, timeout);
+  std::string transcript = "--- inner run ---\n" + inner.out + inner.err;
+  if (inner.out.find("[  SKIPPED ] 1 test") != std::string::npos) {
+    GTEST_SKIP() << transcript;
+  }
+  ASSERT_TRUE(inner.shell_status()) << "inner run still going after "
+                                    << timeout.count() << " ms\n"
+                                    << transcript;
+  EXPECT_EQ(*inner.shell_status(), 0) << transcript;
+  // gtest exits 0 when the filter matches nothing: make sure it ran.
+  EXPECT_NE(inner.out.find("[  PASSED  ] 1 test"), std::string::npos)
+      << transcript;
 }
 
 }  // namespace keepalive::tests

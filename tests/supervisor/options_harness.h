@@ -126,4 +126,19 @@ struct Expectation {
 // the same ephemeral port to connections to different peers.
 std::optional<uid_t> socket_uid(int local_port, int remote_port);
 
+// The running test program's own path (/proc/self/exe).
+std::string self_path();
+
+// `ip link set lo up` in the current network namespace, without iproute2.
+bool bring_up_loopback();
+
+// For tests whose body needs namespaces of its own (a private network
+// namespace for an nftables rule, say): runs the current test again, alone
+// (--gtest_filter), under `unshare UNSHARE_FLAGS --`, with `variable`=1 in
+// its environment so that the inner run knows to do the work, and reports
+// the inner run's result as this test's: passed, failed with its
+// transcript, or skipped with its reason. Skips when unshare is refused.
+void rerun_in_namespaces(const std::vector<std::string>& unshare_flags,
+                         const char* variable, milliseconds timeout);
+
 }  // namespace keepalive::tests

@@ -30,25 +30,9 @@ namespace keepalive::tests {
 namespace {
 
 constexpr const char* kInnerVariable = "SUPERVISE_CGROUP_TEST_INNER";
-constexpr const char* kUnshare = "/usr/bin/unshare";
 constexpr const char* kNft = "/usr/sbin/nft";
 constexpr const char* kCgroupRoot = "/sys/fs/cgroup";
 constexpr long kCgroup2Magic = 0x63677270;  // CGROUP2_SUPER_MAGIC
-
-std::string self_path() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  return n <= 0 ? "" : std::string(buf, n);
-}
-
-bool bring_up_loopback() {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ifreq req{};
-  strncpy(req.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(fd.get(), SIOCGIFFLAGS, &req) != 0) return false;
-  req.ifr_flags |= IFF_UP;
-  return ioctl(fd.get(), SIOCSIFFLAGS, &req) == 0;
-}
 
 bool is_cgroup2(const char* path) {
   struct statfs fs {};
@@ -68,26 +52,8 @@ class CgroupFirewall : public ::testing::Test {
 };
 
 void CgroupFirewall::run_outside() {
-  Outcome probe = run({kUnshare, "-n", "-m", "true"}, {}, 10s);
-  if (probe.shell_status() != 0) {
-    GTEST_SKIP() << "namespaces refused here (unshare -n -m: " << probe.err
-                 << ")";
-  }
-  const ::testing::TestInfo* me =
-      ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string filter = std::string(me->test_suite_name()) + "." + me->name();
-  Outcome inner = run({kUnshare, "-n", "-m", "--propagation", "private",
-                          "--", self_path(), "--gtest_filter=" + filter},
-                         {std::string(kInnerVariable) + "=1"}, 40s);
-  std::string transcript = "--- inner run ---\n" + inner.out + inner.err;
-  if (inner.out.find("[  SKIPPED ] 1 test") != std::string::npos) {
-    GTEST_SKIP() << transcript;
-  }
-  ASSERT_TRUE(inner.shell_status()) << "inner run still going after 40 s\n"
-                               << transcript;
-  EXPECT_EQ(*inner.shell_status(), 0) << transcript;
-  EXPECT_NE(inner.out.find("[  PASSED  ] 1 test"), std::string::npos)
-      << transcript;
+  rerun_in_namespaces({"-n", "-m", "--propagation", "private"},
+                      kInnerVariable, 40s);
 }
 
 void CgroupFirewall::run_inside() {

@@ -32,17 +32,21 @@ namespace keepalive::tests {
 namespace {
 
 constexpr const char* kInnerVariable = "SUPERVISE_TEST_IN_NETNS";
-constexpr const char* kUnshare = "/usr/bin/unshare";
 
 using Clock = std::chrono::steady_clock;
 
 struct Case {
   std::string mode;
-  std::string strategy;
+  std::string strategy;  // "attach": started bare, then --pid
   std::string role;  // which side runs under the supervisor: client, server
 };
 
 void PrintTo(const Case& c, std::ostream* out) {
+  if (c.strategy == "attach") {
+    *out << c.role << " started bare, then keepalive-supervise --pid --mode "
+         << c.mode;
+    return;
+  }
   *out << c.role << " under --mode " << c.mode << " --strategy " << c.strategy;
 }
 
@@ -57,23 +61,6 @@ std::string find_program(std::initializer_list<const char*> candidates) {
   return "";
 }
 
-std::string self_path() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "";
-  return std::string(buf, n);
-}
-
-// `ip link set lo up`, without depending on iproute2.
-bool bring_up_loopback() {
-  UniqueFd fd(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  ifreq req{};
-  strncpy(req.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(fd.get(), SIOCGIFFLAGS, &req) != 0) return false;
-  req.ifr_flags |= IFF_UP;
-  return ioctl(fd.get(), SIOCSIFFLAGS, &req) == 0;
-}
-
 class DeadPeer : public ::testing::TestWithParam<Case> {
  protected:
   void run_outside();
@@ -81,27 +68,7 @@ class DeadPeer : public ::testing::TestWithParam<Case> {
 };
 
 void DeadPeer::run_outside() {
-  Outcome probe = run({kUnshare, "-n", "true"}, {}, 10s);
-  if (probe.shell_status() != 0) {
-    GTEST_SKIP() << "network namespaces refused here (unshare -n: " << probe.err
-                 << ")";
-  }
-  const ::testing::TestInfo* me =
-      ::testing::UnitTest::GetInstance()->current_test_info();
-  std::string filter = std::string(me->test_suite_name()) + "." + me->name();
-  Outcome inner =
-      run({kUnshare, "-n", "--", self_path(), "--gtest_filter=" + filter},
-          {std::string(kInnerVariable) + "=1"}, 90s);
-  std::string transcript = "--- inner run ---\n" + inner.out + inner.err;
-  if (inner.out.find("[  SKIPPED ] 1 test") != std::string::npos) {
-    GTEST_SKIP() << transcript;
-  }
-  ASSERT_TRUE(inner.shell_status()) << "inner run still going after 90 s\n"
-                               << transcript;
-  EXPECT_EQ(*inner.shell_status(), 0) << transcript;
-  // gtest exits 0 when the filter matches nothing: make sure it ran.
-  EXPECT_NE(inner.out.find("[  PASSED  ] 1 test"), std::string::npos)
-      << transcript;
+  rerun_in_namespaces({"-n"}, kInnerVariable, 90s);
 }
 
 // One side of an idle connection: the program under test (supervised or
@@ -155,12 +122,23 @@ void DeadPeer::run_inside() {
   const Case& c = GetParam();
   Listener server;
   Endpoint supervised_end, bare_end;
-  start_endpoint(c.role,
-                 std::vector<std::string>{"--mode", c.mode, "--strategy",
-                                          c.strategy, "--keepidle", "1",
-                                          "--keepintvl", "1", "--keepcnt", "2"},
-                 server, &supervised_end);
-  if (HasFatalFailure()) return;
+  std::vector<std::string> fast_flags = {"--mode",      c.mode, "--keepidle",
+                                         "1",           "--keepintvl", "1",
+                                         "--keepcnt",   "2"};
+  if (c.strategy == "attach") {
+    // The connection exists, idle, before keepalive-supervise is run.
+    start_endpoint(c.role, std::nullopt, server, &supervised_end);
+    if (HasFatalFailure()) return;
+    std::vector<std::string> attach = {supervise_path(), "--pid",
+                                       std::to_string(supervised_end.pid)};
+    attach.insert(attach.end(), fast_flags.begin(), fast_flags.end());
+    Outcome attached = run(attach, {}, 10s);
+    ASSERT_EQ(attached.shell_status(), 0) << attached;
+  } else {
+    fast_flags.insert(fast_flags.end(), {"--strategy", c.strategy});
+    start_endpoint(c.role, fast_flags, server, &supervised_end);
+    if (HasFatalFailure()) return;
+  }
   start_endpoint(c.role, std::nullopt, server, &bare_end);
   if (HasFatalFailure()) return;
 
@@ -235,7 +213,9 @@ INSTANTIATE_TEST_SUITE_P(Strategies, DeadPeer,
                                                 "client"},
                                            Case{"socket", "continue", "client"},
                                            Case{"listen", "continue", "server"},
-                                           Case{"socket", "emulate", "server"}),
+                                           Case{"socket", "emulate", "server"},
+                                           Case{"connect", "attach", "client"},
+                                           Case{"listen", "attach", "server"}),
                          case_name);
 
 }  // namespace

@@ -258,6 +258,11 @@ std::optional<std::string> Process::wait_line(const std::string& prefix,
   }
 }
 
+void Process::write_stdin(const std::string& text) {
+  EXPECT_TRUE(in_.valid()) << "stdin is closed: cannot write " << text;
+  stdin_data_ += text;
+}
+
 void Process::close_stdin() { in_.reset(); }
 
 bool Process::reap(int options) {

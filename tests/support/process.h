@@ -95,6 +95,9 @@ class Process {
   // waiting up to `timeout`; nullopt on timeout or when output ends.
   std::optional<std::string> wait_line(const std::string& prefix,
                                        milliseconds timeout);
+  // Queues `text` for the program's stdin (held open: keep_stdin); it is
+  // written while the test waits on the program (wait_line and the like).
+  void write_stdin(const std::string& text);
   // Closes the program's stdin (the test helpers exit on its EOF).
   void close_stdin();
   // Whether the program has not exited yet (reaps it if it has).
