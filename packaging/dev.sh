@@ -33,7 +33,7 @@ PACKAGES=(
   netcat-openbsd strace nftables iproute2
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml nginx nlohmann-json3-dev libsystemd-dev runc crun
-  clang-19 libclang-rt-19-dev
+  clang-19 libclang-rt-19-dev golang-go
 )
 # gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c);
 # qemu and cpio, to run the kernel-bound suites inside Debian's own kernel,

@@ -39,6 +39,7 @@ enum Key : int {
   kCgroup,
   kDryRun,
   kWatch,
+  kFollow,
   kVersion,
   kSignalGroup = 'g',
   kDebug = 'v',
@@ -69,6 +70,7 @@ constexpr option kLongOptions[] = {
     {"cgroup", required_argument, nullptr, kCgroup},
     {"dry-run", no_argument, nullptr, kDryRun},
     {"watch", optional_argument, nullptr, kWatch},
+    {"follow", no_argument, nullptr, kFollow},
     {"debug", no_argument, nullptr, kDebug},
     {"check", no_argument, nullptr, kCheck},
     {"help", no_argument, nullptr, kHelp},
@@ -107,6 +109,9 @@ constexpr char kHelpText[] =
     "      --watch[=SECONDS]    keep looking, every SECONDS (default 1), for\n"
     "                             new sockets and, with --cgroup, processes;\n"
     "                             until they are all gone, or SIGINT/SIGTERM\n"
+    "      --follow             (experimental) with one --pid: then put the\n"
+    "                             filter into the process, so that its new\n"
+    "                             sockets get options as under -- COMMAND\n"
     "    MODE picks sockets by role: connect: those the process connected;\n"
     "    listen: listening ones and those accepted from them; socket: all.\n"
     "\n"
@@ -401,10 +406,22 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
                            "not to " + which);
       }
     }
+    if (given.has(kFollow)) {
+      if (config.attach.pids.size() != 1) {
+        return usage_error("--follow takes exactly one --pid");
+      }
+      for (int key : {int{kDryRun}, int{kWatch}}) {
+        if (given.has(key)) {
+          return usage_error(std::string("--") + long_option(key)->name +
+                             " and --follow exclude each other");
+        }
+      }
+      config.attach.follow = true;
+    }
     result.action = CliAction::kAttach;
     return result;
   }
-  for (int key : {int{kDryRun}, int{kWatch}}) {
+  for (int key : {int{kDryRun}, int{kWatch}, int{kFollow}}) {
     if (given.has(key)) {
       return usage_error(std::string("--") + long_option(key)->name +
                          " needs --pid or --cgroup");

@@ -29,6 +29,7 @@ struct AttachRequest {
   std::string cgroup;        // --cgroup: a cgroup directory
   bool dry_run = false;      // --dry-run: say, change nothing
   int watch_ms = 0;          // --watch: rescan every watch_ms; 0: once
+  bool follow = false;       // --follow: then put the filter into it
 
   bool requested() const { return !pids.empty() || !cgroup.empty(); }
 };

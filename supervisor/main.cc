@@ -8,6 +8,7 @@
 #include <new>
 
 #include "supervisor/attach.h"
+#include "supervisor/attach_follow.h"
 #include "supervisor/check.h"
 #include "supervisor/cli.h"
 #include "supervisor/fd_limit.h"
@@ -43,7 +44,8 @@ int run(int argc, char** argv) {
       return report.can_work ? 0 : 1;
     }
     case keepalive::CliAction::kAttach:
-      return keepalive::run_attach(cli.config);
+      return cli.config.attach.follow ? keepalive::run_follow(cli.config)
+                                      : keepalive::run_attach(cli.config);
     case keepalive::CliAction::kRun:
       break;
   }

@@ -474,5 +474,22 @@ TEST(CliAttachTest, WhatCannotGoTogetherIsRefused) {
   expect_usage_error(parse({"--pid=1", "--pid=2"}), "more than once");
 }
 
+TEST(CliAttachTest, FollowTakesOnePidAlone) {
+  Parsed parsed = parse({"--pid=7", "--follow", "--mode=connect"});
+  ASSERT_EQ(parsed.result.action, CliAction::kAttach) << parsed.result.text;
+  EXPECT_TRUE(parsed.result.config.attach.follow);
+  EXPECT_FALSE(parse({"--pid=7"}).result.config.attach.follow);
+  expect_usage_error(parse({"--pid=7,8", "--follow"}), "--follow",
+                     "exactly one --pid");
+  expect_usage_error(parse({"--cgroup=/x", "--follow"}), "--follow",
+                     "exactly one --pid");
+  expect_usage_error(parse({"--pid=7", "--follow", "--dry-run"}),
+                     "--dry-run and --follow");
+  expect_usage_error(parse({"--pid=7", "--follow", "--watch"}),
+                     "--watch and --follow");
+  expect_usage_error(parse({"--follow", "--", "true"}), "--follow",
+                     "--pid or --cgroup");
+}
+
 }  // namespace
 }  // namespace keepalive

@@ -35,6 +35,7 @@ set(KEEPALIVE_OPTIONS_TESTS
   supervise_limits_test 120
   supervise_forward_test 60
   attach_test 60
+  follow_test 90
 )
 while(KEEPALIVE_OPTIONS_TESTS)
   list(POP_FRONT KEEPALIVE_OPTIONS_TESTS name timeout)
@@ -49,6 +50,18 @@ endwhile()
 # The Python program with sockets of every role that --pid attaches to.
 target_compile_definitions(attach_test PRIVATE
   KEEPALIVE_ATTACH_TARGET_PATH="${PROJECT_SOURCE_DIR}/tests/helpers/attach_target.py")
+
+# The clients that never stop connecting, which --follow attaches to.
+if(TARGET go_connect_loop)
+  set(go_client ${KEEPALIVE_HELPER_DIR}/go_connect_loop)
+  add_dependencies(follow_test go_connect_loop)
+else()
+  set(go_client "")
+endif()
+target_compile_definitions(follow_test PRIVATE
+  KEEPALIVE_CONNECT_LOOP_PATH="$<TARGET_FILE:connect_loop>"
+  KEEPALIVE_GO_CONNECT_LOOP_PATH="${go_client}")
+add_dependencies(follow_test connect_loop)
 
 # The 32-bit helper, where it could be built (tests/helpers).
 if(TARGET drop32)

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "supervisor/attach_follow.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include "supervisor/attach.h"
+#include "supervisor/detach.h"
+#include "supervisor/exit_codes.h"
+#include "supervisor/filter.h"
+#include "supervisor/listener.h"
+#include "supervisor/log.h"
+#include "supervisor/notification_handler.h"
+#include "supervisor/remote_call.h"
+#include "supervisor/server.h"
+#include "supervisor/syscalls.h"
+#include "supervisor/target.h"
+
+#ifndef SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+#define SECCOMP_FILTER_FLAG_TSYNC_ESRCH (1UL << 4)
+#endif
+
+namespace keepalive {
+namespace {
+
+constexpr int kCapSysAdmin = 21;
+
+// The fields of /proc/PID/status that decide whether and how to follow.
+struct Status {
+  pid_t tracer = 0;
+  int seccomp = 0;  // 0 none, 1 strict, 2 filter
+  bool cap_sys_admin = false;
+  bool read = false;
+};
+
+Status status_of(pid_t pid) {
+  Status status;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    status.read = true;
+    if (line.rfind("TracerPid:", 0) == 0) {
+      status.tracer = atoi(line.c_str() + 10);
+    } else if (line.rfind("Seccomp:", 0) == 0) {
+      status.seccomp = atoi(line.c_str() + 8);
+    } else if (line.rfind("CapEff:", 0) == 0) {
+      unsigned long long caps = strtoull(line.c_str() + 7, nullptr, 16);
+      status.cap_sys_admin = (caps >> kCapSysAdmin) & 1;
+    }
+  }
+  return status;
+}
+
+// A thread of `pid` that can make calls: the leader unless it has exited
+// (a zombie leader's threads run on), else the first other one.
+pid_t live_thread(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return pid;
+  pid_t chosen = 0;
+  while (dirent* entry = readdir(tasks)) {
+    pid_t tid = atoi(entry->d_name);
+    if (tid <= 0) continue;
+    std::ifstream stat(dir + "/" + entry->d_name + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    size_t paren = text.rfind(')');
+    char state = paren != std::string::npos && paren + 2 < text.size()
+                     ? text[paren + 2]
+                     : '?';
+    if (state == 'Z' || state == 'X') continue;
+    if (tid == pid) {
+      chosen = tid;
+      break;
+    }
+    if (chosen == 0) chosen = tid;
+  }
+  closedir(tasks);
+  return chosen != 0 ? chosen : pid;
+}
+
+std::string install_error_hint(int err) {
+  switch (err) {
+    case EBUSY:
+      return " (it already has a seccomp listener: another supervisor, or a "
+             "container runtime intercepting its calls)";
+    case ESRCH:
+      return " (a thread of it runs under another seccomp filter, so the "
+             "filter cannot go on every thread)";
+    case EPERM:
+      return " (--follow needs ptrace access: the same user and a dumpable "
+             "process, or CAP_SYS_PTRACE)";
+    case EACCES:
+      return " (no_new_privs could not be set)";
+    default:
+      return "";
+  }
+}
+
+}  // namespace
+
+Result<UniqueFd> install_filter_into(pid_t pid,
+                                     const std::vector<sock_filter>& program,
+                                     bool no_new_privs) {
+  UniqueFd pidfd(sys::pidfd_open(pid, 0));
+  if (!pidfd.valid()) return errno_error("pidfd_open");
+  auto thread = RemoteThread::seize(pid, live_thread(pid));
+  if (!thread) return std::unexpected(thread.error());
+  RemoteThread& remote = **thread;
+
+  // The program and its sock_fprog, on a page of the process's own.
+  size_t code_size = program.size() * sizeof(sock_filter);
+  size_t size = (16 + code_size + 4095) & ~size_t{4095};
+  Result<long> page = remote.call(SYS_mmap, 0, static_cast<long>(size),
+                                  PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (!page) return std::unexpected(page.error());
+  if (*page < 0 && *page > -4096) {
+    return std::unexpected(SysError{static_cast<int>(-*page), "mmap in it"});
+  }
+  auto unmap = [&] { (void)remote.call(SYS_munmap, *page, size); };
+  struct RemoteProgram {
+    uint16_t len;
+    uint16_t pad[3];
+    uint64_t filter;
+  } fprog{static_cast<uint16_t>(program.size()), {}, uint64_t(*page) + 16};
+  if (auto w = remote.write(*page, &fprog, sizeof fprog); !w) {
+    unmap();
+    return std::unexpected(w.error());
+  }
+  if (auto w = remote.write(*page + 16, program.data(), code_size); !w) {
+    unmap();
+    return std::unexpected(w.error());
+  }
+  if (no_new_privs) {
+    Result<long> r = remote.call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (!r || *r != 0) {
+      unmap();
+      if (!r) return std::unexpected(r.error());
+      return std::unexpected(
+          SysError{static_cast<int>(-*r), "prctl(PR_SET_NO_NEW_PRIVS) in it"});
+    }
+  }
+  Result<long> listener = remote.call(
+      SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+      SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_TSYNC |
+          SECCOMP_FILTER_FLAG_TSYNC_ESRCH,
+      *page);
+  unmap();
+  if (!listener) return std::unexpected(listener.error());
+  if (*listener < 0) {
+    return std::unexpected(
+        SysError{static_cast<int>(-*listener), "seccomp() in it"});
+  }
+  UniqueFd taken(sys::pidfd_getfd(pidfd.get(), static_cast<int>(*listener), 0));
+  int taken_error = errno;
+  // Its own copy goes: the filter is then ours alone, and its calls fail
+  // (ENOSYS) rather than wait for ever if we are gone.
+  (void)remote.call(SYS_close, *listener);
+  if (!taken.valid()) {
+    return std::unexpected(
+        SysError{taken_error, "pidfd_getfd of the listener"});
+  }
+  return taken;
+}
+
+int run_follow(const Config& config) {
+  pid_t pid = config.attach.pids.front();
+  std::string who = "pid " + std::to_string(pid);
+  Status status = status_of(pid);
+  if (!status.read) {
+    log_line(who + ": no such process");
+    return 1;
+  }
+  if (status.tracer != 0) {
+    log_line(who + ": --follow: already traced by pid " +
+             std::to_string(status.tracer) + " (a debugger or strace)");
+    return 1;
+  }
+  if (status.seccomp == 1) {
+    log_line(who + ": --follow: it runs in seccomp strict mode");
+    return 1;
+  }
+  Result<std::vector<sock_filter>> program = build_filter(
+      FilterSpec{.mode = config.mode, .strategy = Strategy::kContinue});
+  Result<Identity> own = own_identity();
+  if (!program || !own) {
+    log_line((!program ? program.error() : own.error()).message());
+    return kExitFailure;
+  }
+
+  // The signals that end following are taken from here on: one arriving
+  // while the filter goes in must not kill us with the listener half-way.
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
+  sigprocmask(SIG_BLOCK, &stop, nullptr);
+  UniqueFd signals(signalfd(-1, &stop, SFD_CLOEXEC | SFD_NONBLOCK));
+
+  setvbuf(stdout, nullptr, _IOLBF, 0);
+  Attacher attacher(config, stdout);
+  attacher.scan();  // the sockets it has
+  if (attacher.totals().unreachable > 0) {
+    fprintf(stdout, "%s\n", attacher.summary().c_str());
+    return 1;
+  }
+  log_line(who + ": --follow: putting the filter into it; from now on its "
+           "connect() and listen() calls wait for this supervisor, and fail "
+           "with ENOSYS if no supervisor holds the listener any more "
+           "(SIGINT or SIGTERM hands it to a background process)");
+  Result<UniqueFd> listener_fd =
+      install_filter_into(pid, *program, !status.cap_sys_admin);
+  if (!listener_fd) {
+    log_line(who + ": --follow: " + listener_fd.error().message() +
+             install_error_hint(listener_fd.error().err));
+    fprintf(stdout, "%s\n", attacher.summary().c_str());
+    return 1;
+  }
+  attacher.scan();  // those made while the filter went in
+  Result<std::unique_ptr<KernelListener>> listener =
+      KernelListener::open(*listener_fd);
+  if (!listener) {
+    log_line(listener.error().message());
+    return kExitFailure;
+  }
+  (*listener)->request_sync_wake_up();
+  log_line(who + ": following: its new TCP sockets get their options as "
+           "they " +
+           (config.mode == Mode::kListen    ? std::string("listen")
+            : config.mode == Mode::kConnect ? std::string("connect")
+                                            : std::string("connect or listen")));
+  HandlerOptions options{.settings = config.settings,
+                         .mode = config.mode,
+                         .verbose = config.verbose,
+                         .log_label = {},
+                         .own = *own,
+                         .wait_killable_recv = false};
+  Server server(**listener, options);
+  server.serve(signals.get());
+  pollfd signalled{signals.get(), POLLIN, 0};
+  if (poll(&signalled, 1, 0) == 1) {
+    Result<pid_t> background = serve_detached(server);
+    if (!background) {
+      log_line(who + ": " + background.error().message() +
+               "; its trapped calls now fail with ENOSYS");
+      return kExitFailure;
+    }
+    log_line(who + ": still under the filter: served on in the background "
+             "by pid " + std::to_string(*background) + " until it exits");
+  } else {
+    log_line(who + ": has exited");
+  }
+  const HandlerStats& stats = server.handler().stats();
+  fprintf(stdout, "%s; %llu new sockets given options by the filter\n",
+          attacher.summary().c_str(),
+          static_cast<unsigned long long>(stats.in_place));
+  return attacher.exit_status();
+}
+
+}  // namespace keepalive
