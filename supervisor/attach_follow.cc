@@ -261,7 +261,8 @@ int run_follow(const Config& config) {
     log_line(who + ": still under the filter: served on in the background "
              "by pid " + std::to_string(*background) + " until it exits");
   } else {
-    log_line(who + ": has exited");
+    log_line(who + " has exited, with every process it started under the "
+             "filter");
   }
   const HandlerStats& stats = server.handler().stats();
   fprintf(stdout, "%s; %llu new sockets given options by the filter\n",
