@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@
 #include "supervisor/notification_handler.h"
 #include "supervisor/remote_call.h"
 #include "supervisor/server.h"
+#include "supervisor/setting_flags.h"
 #include "supervisor/syscalls.h"
 #include "supervisor/target.h"
 
@@ -110,6 +113,84 @@ std::string install_error_hint(int err) {
   }
 }
 
+// A connection to keepalive-agent's socket at `path`.
+Result<UniqueFd> connect_unix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    return std::unexpected(SysError{ENAMETOOLONG, quoted(path)});
+  }
+  memcpy(addr.sun_path, path.data(), path.size());
+  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!sock.valid()) return errno_error("socket");
+  if (connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) !=
+      0) {
+    return errno_error(quoted(path));
+  }
+  return sock;
+}
+
+// The options as keepalive-agent reads a container's ("--mode=connect
+// --keepidle=15 ..."), every value spelled out so that the agent's own
+// defaults do not change them.
+std::string option_words(const Config& config) {
+  std::string words = std::string("--mode=") + mode_name(config.mode);
+  for (const SettingFlag& flag : kSettingFlags) {
+    words += std::string(" --") + flag.name + "=" +
+             std::to_string(config.settings.value(flag.option));
+  }
+  return words;
+}
+
+// Sends the agent what an OCI runtime sends for a container (see
+// agent/container_state.h): the state of process `pid`, named
+// "pid-PID", with the options as metadata and the listener.
+Result<void> send_to_agent(int sock, pid_t pid, const std::string& words,
+                           int listener) {
+  std::string state =
+      "{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":" +
+      std::to_string(pid) + ",\"metadata\":\"" + words +
+      "\",\"state\":{\"ociVersion\":\"1.0.2\",\"id\":\"pid-" +
+      std::to_string(pid) + "\",\"status\":\"running\",\"pid\":" +
+      std::to_string(pid) + ",\"bundle\":\"/\"}}";
+  char control[CMSG_SPACE(sizeof(int))] = {};
+  iovec iov{state.data(), state.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cmsg), &listener, sizeof(int));
+  if (sendmsg(sock, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(state.size())) {
+    return errno_error("sending the listener to keepalive-agent");
+  }
+  return {};
+}
+
+// The status of the agent whose control socket is `control`, once it
+// lists process `pid` (within about `timeout_ms`); nullopt if it does not.
+std::optional<std::string> agent_serves(const std::string& control, pid_t pid,
+                                        int timeout_ms) {
+  std::string line = "container pid-" + std::to_string(pid) + ": pid " +
+                     std::to_string(pid) + ",";
+  for (int waited = 0; waited <= timeout_ms; waited += 50) {
+    if (Result<UniqueFd> sock = connect_unix(control)) {
+      std::string text;
+      char buf[4096];
+      for (ssize_t n; (n = read(sock->get(), buf, sizeof buf)) > 0;) {
+        text.append(buf, n);
+      }
+      if (text.find(line) != std::string::npos) return text;
+    }
+    usleep(50 * 1000);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<UniqueFd> install_filter_into(pid_t pid,
@@ -180,6 +261,21 @@ Result<UniqueFd> install_filter_into(pid_t pid,
 int run_follow(const Config& config) {
   pid_t pid = config.attach.pids.front();
   std::string who = "pid " + std::to_string(pid);
+  if (!config.settings.enabled()) {
+    log_line("KEEPALIVE=off: no options to set");
+    return 0;
+  }
+  // The agent first: if it cannot be reached, nothing is done.
+  UniqueFd agent;
+  if (!config.attach.agent.empty()) {
+    Result<UniqueFd> sock = connect_unix(config.attach.agent);
+    if (!sock) {
+      log_line("--agent: cannot reach keepalive-agent at " +
+               sock.error().message());
+      return 1;
+    }
+    agent = std::move(*sock);
+  }
   Status status = status_of(pid);
   if (!status.read) {
     log_line(who + ": no such process");
@@ -218,9 +314,13 @@ int run_follow(const Config& config) {
     return 1;
   }
   log_line(who + ": --follow: putting the filter into it; from now on its "
-           "connect() and listen() calls wait for this supervisor, and fail "
-           "with ENOSYS if no supervisor holds the listener any more "
-           "(SIGINT or SIGTERM hands it to a background process)");
+           "connect() and listen() calls wait for a supervisor, and fail "
+           "with ENOSYS if none holds the listener any more " +
+           (agent.valid() ? std::string("(keepalive-agent will hold it)")
+                          : std::string("(SIGINT or SIGTERM hands it to a "
+                                        "background process; --agent hands "
+                                        "it to keepalive-agent, which keeps "
+                                        "it across restarts)")));
   Result<UniqueFd> listener_fd =
       install_filter_into(pid, *program, !status.cap_sys_admin);
   if (!listener_fd) {
@@ -230,6 +330,32 @@ int run_follow(const Config& config) {
     return 1;
   }
   attacher.scan();  // those made while the filter went in
+  if (agent.valid()) {
+    std::string path = config.attach.agent;
+    size_t slash = path.rfind('/');
+    std::string control =
+        (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) +
+        "/control.sock";
+    Result<void> sent =
+        send_to_agent(agent.get(), pid, option_words(config), listener_fd->get());
+    agent.reset();
+    std::optional<std::string> agent_status;
+    if (sent) agent_status = agent_serves(control, pid, 5000);
+    if (agent_status) {
+      log_line(who + ": keepalive-agent serves its filter from now on" +
+               (agent_status->find("no fd store") != std::string::npos
+                    ? std::string(" (that agent has no fd store: a restart "
+                                  "of it would fail this process's calls)")
+                    : std::string(", across the agent's restarts")));
+      fprintf(stdout, "%s\n", attacher.summary().c_str());
+      return attacher.exit_status();
+    }
+    // Served here as well: two servers of one listener each take calls.
+    log_line(who + ": keepalive-agent did not confirm that it serves it (" +
+             (sent ? "its status at " + quoted(control) + " does not list it"
+                   : sent.error().message()) +
+             "): serving it here");
+  }
   Result<std::unique_ptr<KernelListener>> listener =
       KernelListener::open(*listener_fd);
   if (!listener) {

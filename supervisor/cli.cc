@@ -40,6 +40,7 @@ enum Key : int {
   kDryRun,
   kWatch,
   kFollow,
+  kAgent,
   kVersion,
   kSignalGroup = 'g',
   kDebug = 'v',
@@ -71,6 +72,7 @@ constexpr option kLongOptions[] = {
     {"dry-run", no_argument, nullptr, kDryRun},
     {"watch", optional_argument, nullptr, kWatch},
     {"follow", no_argument, nullptr, kFollow},
+    {"agent", optional_argument, nullptr, kAgent},
     {"debug", no_argument, nullptr, kDebug},
     {"check", no_argument, nullptr, kCheck},
     {"help", no_argument, nullptr, kHelp},
@@ -112,6 +114,10 @@ constexpr char kHelpText[] =
     "      --follow             (experimental) with one --pid: then put the\n"
     "                             filter into the process, so that its new\n"
     "                             sockets get options as under -- COMMAND\n"
+    "      --agent[=SOCKET]     with --follow: hand the filter to\n"
+    "                             keepalive-agent (default socket\n"
+    "                             /run/keepalive/agent.sock), which serves it\n"
+    "                             across its own restarts\n"
     "    MODE picks sockets by role: connect: those the process connected;\n"
     "    listen: listening ones and those accepted from them; socket: all.\n"
     "\n"
@@ -417,11 +423,17 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
         }
       }
       config.attach.follow = true;
+      if (const std::string* text = given.value(kAgent)) {
+        config.attach.agent =
+            text->empty() ? "/run/keepalive/agent.sock" : *text;
+      }
+    } else if (given.has(kAgent)) {
+      return usage_error("--agent needs --follow");
     }
     result.action = CliAction::kAttach;
     return result;
   }
-  for (int key : {int{kDryRun}, int{kWatch}, int{kFollow}}) {
+  for (int key : {int{kDryRun}, int{kWatch}, int{kFollow}, int{kAgent}}) {
     if (given.has(key)) {
       return usage_error(std::string("--") + long_option(key)->name +
                          " needs --pid or --cgroup");

@@ -30,6 +30,7 @@ struct AttachRequest {
   bool dry_run = false;      // --dry-run: say, change nothing
   int watch_ms = 0;          // --watch: rescan every watch_ms; 0: once
   bool follow = false;       // --follow: then put the filter into it
+  std::string agent;         // --agent: hand the listener to this socket
 
   bool requested() const { return !pids.empty() || !cgroup.empty(); }
 };

@@ -773,5 +773,45 @@ TEST_F(RuntimeTest, FiftyContainersInTurnLeaveTheAgentAsTheyFoundIt) {
   EXPECT_EQ(agent->wait_exit(10s), 0) << agent->transcript();
 }
 
+// keepalive-supervise --pid --follow --agent: the filter put into a running
+// client is served by the agent once the supervisor has exited, and the
+// client, connecting all along, loses no call.
+TEST_F(AgentTest, FollowHandsARunningProcessToTheAgent) {
+  std::unique_ptr<Child> agent = start_agent({});
+  AcceptingServer server;
+  Child client({KEEPALIVE_CONNECT_LOOP, std::to_string(server.port()), "4"});
+  std::optional<std::string> started = client.wait_line("started", 10s);
+  ASSERT_TRUE(started) << client.transcript();
+  std::string pid = std::to_string(tests::word_as_int(*started, 2));
+
+  // An agent that is not there: refused before the process is touched.
+  tests::Outcome refused =
+      tests::run({tests::supervise_path(), "--pid", pid, "--follow",
+                  "--agent=" + path("run/none.sock")});
+  EXPECT_EQ(refused.shell_status(), 1) << refused;
+  EXPECT_NE(refused.err.find("cannot reach keepalive-agent"),
+            std::string::npos)
+      << refused;
+  EXPECT_NE(file_text("/proc/" + pid + "/status").find("Seccomp:\t0"),
+            std::string::npos);
+
+  tests::Outcome handed = tests::run(
+      {tests::supervise_path(), "--pid", pid, "--follow",
+       "--agent=" + socket_path(), "--keepidle", "7"});
+  EXPECT_EQ(handed.shell_status(), 0) << handed << agent->transcript();
+  EXPECT_NE(handed.err.find("keepalive-agent serves its filter from now on"),
+            std::string::npos)
+      << handed;
+  std::this_thread::sleep_for(500ms);  // the agent alone serves it now
+  client.close_stdin();
+  tests::Outcome outcome = client.wait(20s);
+  tests::Options totals;
+  for (const std::string& line : outcome.out_lines()) {
+    if (line.rfind("made=", 0) == 0) totals = tests::parse_pairs(line);
+  }
+  EXPECT_EQ(totals["failed"], 0) << outcome << agent->transcript();
+  EXPECT_GT(totals["keepalive"], 0) << outcome << agent->transcript();
+}
+
 }  // namespace
 }  // namespace keepalive::agent
