@@ -11,12 +11,19 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "common/socket_options.h"
 #include "supervisor/exit_codes.h"
@@ -29,6 +36,8 @@ namespace {
 
 // How deep --cgroup looks below the directory it is given.
 constexpr int kMaxCgroupDepth = 64;
+// SO_NETNS_COOKIE (Linux 5.14): which network namespace a socket is in.
+constexpr int kSoNetnsCookie = 71;
 
 std::string errno_text(int error) {
   char buf[128];
@@ -222,6 +231,31 @@ std::optional<bool> mode_takes(Mode mode, SocketRole role) {
   return false;
 }
 
+pid_t live_thread(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return pid;
+  pid_t chosen = 0;
+  while (dirent* entry = readdir(tasks)) {
+    pid_t tid = atoi(entry->d_name);
+    if (tid <= 0) continue;
+    std::ifstream stat(dir + "/" + entry->d_name + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    size_t paren = text.rfind(')');
+    char state = paren != std::string::npos && paren + 2 < text.size()
+                     ? text[paren + 2]
+                     : '?';
+    if (state == 'Z' || state == 'X') continue;
+    if (tid == pid) {
+      chosen = tid;
+      break;
+    }
+    if (chosen == 0) chosen = tid;
+  }
+  closedir(tasks);
+  return chosen != 0 ? chosen : pid;
+}
+
 std::expected<std::vector<pid_t>, std::string> cgroup_processes(
     const std::string& dir) {
   UniqueFd root(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -240,11 +274,102 @@ std::expected<std::vector<pid_t>, std::string> cgroup_processes(
   return pids;
 }
 
+// A thread that closes the copies handed to it, one after another.
+class Closer {
+ public:
+  Closer() : thread_([this] { run(); }) {}
+  // Lets the thread go without waiting for it: a close it is blocked in
+  // ends with the process (the kernel does not linger for an exiting one).
+  ~Closer() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    ready_.notify_one();
+    thread_.detach();
+  }
+  void close(int fd) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      fds_.push_back(fd);
+    }
+    ready_.notify_one();
+  }
+
+ private:
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      ready_.wait(lock, [this] { return stopping_ || !fds_.empty(); });
+      if (fds_.empty()) return;
+      int fd = fds_.front();
+      fds_.pop_front();
+      lock.unlock();
+      ::close(fd);
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<int> fds_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+namespace {
+
+// Our own lines of /proc/PID/cgroup for the v1 controllers whose class a
+// received socket takes from its receiver (net_cls, net_prio).
+std::string class_lines(pid_t pid) {
+  std::ifstream in(pid == 0 ? std::string("/proc/self/cgroup")
+                            : "/proc/" + std::to_string(pid) + "/cgroup");
+  std::string lines;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find(":net_cls") != std::string::npos ||
+        line.find(":net_prio") != std::string::npos ||
+        line.find(",net_cls") != std::string::npos ||
+        line.find(",net_prio") != std::string::npos) {
+      lines += line + "\n";
+    }
+  }
+  return lines;
+}
+
+// The protocol the socket behind /proc/PID/fd/N is (its sockfs
+// "system.sockprotoname": TCP, TCPv6, MPTCP, UDP, UNIX-STREAM, ...), read
+// without copying it. Empty with errno set when it cannot be read.
+std::string protocol_of(const std::string& fd_path) {
+  char name[32];
+  ssize_t n = getxattr(fd_path.c_str(), "system.sockprotoname", name,
+                       sizeof name - 1);
+  if (n <= 0) return "";
+  name[n] = '\0';
+  return name;
+}
+
+bool is_tcp_protocol(const std::string& name) {
+  return name == "TCP" || name == "TCPv6" || name == "MPTCP" ||
+         name == "MPTCPv6";
+}
+
+uint64_t netns_cookie(int fd) {
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  if (getsockopt(fd, SOL_SOCKET, kSoNetnsCookie, &cookie, &len) != 0) return 0;
+  return cookie;
+}
+
+}  // namespace
+
 Attacher::Attacher(const Config& config, FILE* out)
-    : config_(config), out_(out) {
+    : config_(config),
+      out_(out),
+      own_classes_(class_lines(0)),
+      closer_(std::make_unique<Closer>()) {
   for (pid_t pid : config_.attach.pids) {
     if (std::any_of(named_.begin(), named_.end(),
-                    [pid](const Process& p) { return p.pid == pid; })) {
+                    [pid](const auto& p) { return p.first == pid; })) {
       continue;
     }
     UniqueFd pidfd(sys::pidfd_open(pid, 0));
@@ -253,14 +378,34 @@ Attacher::Attacher(const Config& config, FILE* out)
                                       : "pidfd_open: " + errno_text(errno));
       continue;
     }
-    named_.push_back(Process{pid, std::move(pidfd)});
+    pollfd exited{pidfd.get(), POLLIN, 0};
+    if (poll(&exited, 1, 0) == 1) {
+      unreachable(pid, "has exited (a zombie its parent has not reaped)");
+      continue;
+    }
+    named_.emplace_back(pid, std::move(pidfd));
   }
 }
 
+Attacher::~Attacher() = default;
+
+void Attacher::dispose(UniqueFd copy) {
+  if (copy.valid()) closer_->close(copy.release());
+}
+
 void Attacher::unreachable(pid_t pid, const std::string& why) {
-  if (!unreachable_.insert(pid).second) return;  // said once
-  ++totals_.unreachable;
-  log_line("pid " + std::to_string(pid) + ": " + why);
+  unreachable_now_.insert(pid);
+  if (ever_unreachable_.insert(pid).second) ++totals_.unreachable;
+  std::string line = "pid " + std::to_string(pid) + ": " + why;
+  if (said_.insert(line).second) log_line(line);  // each once
+}
+
+bool Attacher::class_differs(pid_t pid, std::string* which) {
+  if (own_classes_.empty()) return false;  // no v1 net_cls/net_prio here
+  std::string theirs = class_lines(pid);
+  if (theirs.empty() || theirs == own_classes_) return false;
+  *which = theirs.substr(0, theirs.find('\n'));
+  return true;
 }
 
 std::vector<Attacher::Process> Attacher::current_processes() {
@@ -268,13 +413,12 @@ std::vector<Attacher::Process> Attacher::current_processes() {
   if (config_.attach.cgroup.empty()) {
     // The named ones still running: a pidfd turns readable when its
     // process has exited (a zombie too), whatever the pid has become since.
-    std::erase_if(named_, [](const Process& p) {
-      pollfd exited{p.pidfd.get(), POLLIN, 0};
+    std::erase_if(named_, [](const auto& p) {
+      pollfd exited{p.second.get(), POLLIN, 0};
       return poll(&exited, 1, 0) != 0;
     });
-    for (const Process& p : named_) {
-      processes.push_back(Process{p.pid, UniqueFd(fcntl(p.pidfd.get(),
-                                                        F_DUPFD_CLOEXEC, 0))});
+    for (const auto& [pid, pidfd] : named_) {
+      processes.push_back(Process{pid, pidfd.get(), UniqueFd()});
     }
     if (named_.empty() && !stop_) {
       if (generation_ > 1) log_line("every process of --pid has exited");
@@ -284,7 +428,7 @@ std::vector<Attacher::Process> Attacher::current_processes() {
   }
   auto pids = cgroup_processes(config_.attach.cgroup);
   if (!pids) {
-    log_line("--cgroup: " + pids.error());
+    log_line("--cgroup: the cgroup is gone (" + pids.error() + ")");
     stop_ = true;
     return processes;
   }
@@ -292,35 +436,58 @@ std::vector<Attacher::Process> Attacher::current_processes() {
   for (pid_t pid : *pids) {
     if (pid == self) continue;
     UniqueFd pidfd(sys::pidfd_open(pid, 0));
-    if (!pidfd.valid()) continue;  // gone since the cgroup was read
-    processes.push_back(Process{pid, std::move(pidfd)});
+    if (!pidfd.valid()) {
+      if (errno != ESRCH) unreachable(pid, "pidfd_open: " + errno_text(errno));
+      continue;  // ESRCH: gone since the cgroup was read
+    }
+    int fd = pidfd.get();
+    processes.push_back(Process{pid, fd, std::move(pidfd)});
   }
   return processes;
 }
 
 void Attacher::list_sockets(const Process& process, std::vector<Found>* found) {
-  std::string path = "/proc/" + std::to_string(process.pid) + "/fd";
+  std::string base = "/proc/" + std::to_string(process.pid);
+  std::string path = base + "/fd";
+  if (!list_directory(process, path, found)) {
+    // A leader that has exited lists nothing; a live thread of it shows
+    // the descriptors its threads share.
+    pid_t tid = live_thread(process.pid);
+    if (tid != process.pid) {
+      list_directory(process, base + "/task/" + std::to_string(tid) + "/fd",
+                     found);
+    }
+  }
+}
+
+bool Attacher::list_directory(const Process& process, const std::string& path,
+                              std::vector<Found>* found) {
   UniqueFd dirfd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dirfd.valid()) {
     int error = errno;
-    if (error == ENOENT || error == ESRCH) return;  // exited meanwhile
+    // A leader that has exited has no fd directory, its process may.
+    if (error == ENOENT) return false;
+    if (error == ESRCH) return true;  // exited meanwhile
     unreachable(process.pid,
                 error == EACCES || error == EPERM
                     ? "not permitted to read its descriptors (" +
                           ptrace_hint() + ")"
                     : path + ": " + errno_text(error));
-    return;
+    return true;
   }
   int copy = fcntl(dirfd.get(), F_DUPFD_CLOEXEC, 0);
   DIR* dir = copy >= 0 ? fdopendir(copy) : nullptr;
   if (dir == nullptr) {
     if (copy >= 0) close(copy);
     unreachable(process.pid, path + ": " + errno_text(errno));
-    return;
+    return true;
   }
   static constexpr char kPrefix[] = "socket:[";
+  bool class_checked = false;
+  bool any = false;
   while (dirent* entry = readdir(dir)) {
     if (entry->d_name[0] == '.') continue;
+    any = true;
     char link[64];
     ssize_t n = readlinkat(dirfd.get(), entry->d_name, link, sizeof link - 1);
     ++last_listed_;
@@ -333,19 +500,45 @@ void Attacher::list_sockets(const Process& process, std::vector<Found>* found) {
       known->second.generation = generation_;
       continue;
     }
+    // Told apart without a copy: a copy of a socket is not without
+    // effects (see class_differs), and UDP or unix sockets are none of
+    // our business.
+    std::string protocol = protocol_of(path + "/" + entry->d_name);
+    if (protocol.empty()) {
+      if (errno == EACCES || errno == EPERM) {
+        unreachable(process.pid, "not permitted to read its descriptors (" +
+                                     ptrace_hint() + ")");
+        break;
+      }
+      continue;  // closed meanwhile
+    }
+    if (!is_tcp_protocol(protocol)) {
+      known_[inode] = Known{generation_, false, {}};  // never looked at again
+      continue;
+    }
+    if (!class_checked) {
+      class_checked = true;
+      std::string which;
+      if (class_differs(process.pid, &which)) {
+        unreachable(process.pid,
+                    "left alone: it is in cgroup v1 " + quoted(which) +
+                        ", whose class its sockets would lose to ours if "
+                        "copied (run keepalive-supervise in that cgroup)");
+        break;
+      }
+    }
     found->push_back(Found{&process, atoi(entry->d_name), inode});
   }
   closedir(dir);
+  return any;
 }
 
-UniqueFd Attacher::copy_of(const Found& found, bool* gone) {
-  *gone = false;
-  UniqueFd copy(sys::pidfd_getfd(found.process->pidfd.get(), found.fd, 0));
+UniqueFd Attacher::copy_of(const Found& found) {
+  UniqueFd copy(sys::pidfd_getfd(found.process->pidfd, found.fd, 0));
   ++last_copied_;
   if (!copy.valid()) {
     int error = errno;
     if (error == EBADF || error == ESRCH) {  // closed or exited meanwhile
-      *gone = true;
     } else if (error == EPERM || error == EACCES) {
       unreachable(found.process->pid,
                   "not permitted to copy its sockets (" + ptrace_hint() + ")");
@@ -358,21 +551,22 @@ UniqueFd Attacher::copy_of(const Found& found, bool* gone) {
   }
   // The descriptor may have been closed and reused since it was listed.
   struct stat st{};
-  if (fstat(copy.get(), &st) != 0 || st.st_ino != found.inode) {
-    *gone = true;
-    copy.reset();
+  if (fstat(copy.get(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
+      st.st_ino != found.inode) {
+    dispose(std::move(copy));
   }
   return copy;
 }
 
-std::optional<Attacher::Look> Attacher::look_at(const Found& found) {
-  bool gone = false;
-  UniqueFd copy = copy_of(found, &gone);
+std::optional<Attacher::Look> Attacher::look_at(const Found& found,
+                                                UniqueFd* copy_out) {
+  UniqueFd copy = copy_of(found);
   if (!copy.valid()) return std::nullopt;
   Look look;
   look.found = found;
   if (classify_socket(copy.get()) != SocketKind::kTcp) {
     known_[found.inode] = Known{generation_, false, {}};  // not TCP: never
+    dispose(std::move(copy));
     return std::nullopt;
   }
   int listening = 0;
@@ -396,6 +590,7 @@ std::optional<Attacher::Look> Attacher::look_at(const Found& found) {
                               &look.local_address.port);
     if (look.local_address.port == 0) look.local.clear();  // not bound
   }
+  look.local_address.netns = netns_cookie(copy.get());
   bool connected = getpeername(copy.get(), reinterpret_cast<sockaddr*>(&peer),
                                &peer_len) == 0;
   if (connected) look.peer = address_text(peer, &valid, bytes, &port);
@@ -412,13 +607,16 @@ std::optional<Attacher::Look> Attacher::look_at(const Found& found) {
       look.current[i] = 0;
     }
   }
+  *copy_out = std::move(copy);
   return look;
 }
 
-void Attacher::judge(Look& look, const std::vector<Address>& listeners) {
+void Attacher::judge(Look& look, const std::vector<Address>& listeners,
+                     UniqueFd copy) {
   if (look.role == SocketRole::kConnected && look.local_address.valid) {
     for (const Address& l : listeners) {
       if (l.port == look.local_address.port &&
+          l.netns == look.local_address.netns &&
           (is_unspecified(l.bytes) ||
            memcmp(l.bytes, look.local_address.bytes, 16) == 0)) {
         look.role = SocketRole::kAccepted;
@@ -454,6 +652,7 @@ void Attacher::judge(Look& look, const std::vector<Address>& listeners) {
     ++totals_.not_connected;
     if (dry) fprintf(out_, "%s%s; not connected yet\n", line.c_str(),
                      has.c_str());
+    dispose(std::move(copy));
     return;
   }
   Known& known = known_[found.inode];
@@ -465,11 +664,13 @@ void Attacher::judge(Look& look, const std::vector<Address>& listeners) {
       fprintf(out_, "%s%s; left alone by --mode %s\n", line.c_str(),
               has.c_str(), mode_name(config_.mode));
     }
+    dispose(std::move(copy));
     return;
   }
   if (already) {
     ++totals_.already;
     if (dry) fprintf(out_, "%s%s; already set\n", line.c_str(), has.c_str());
+    dispose(std::move(copy));
     return;
   }
   if (dry) {
@@ -478,10 +679,10 @@ void Attacher::judge(Look& look, const std::vector<Address>& listeners) {
     ++totals_.changed;
     fprintf(out_, "%s%s; would set%s\n", line.c_str(), has.c_str(),
             option_list(planned, set).c_str());
+    dispose(std::move(copy));
     return;
   }
-  bool gone = false;
-  UniqueFd copy = copy_of(found, &gone);
+  if (!copy.valid()) copy = copy_of(found);
   if (!copy.valid()) {
     known_.erase(found.inode);  // look again if it is still there
     return;
@@ -507,6 +708,7 @@ void Attacher::judge(Look& look, const std::vector<Address>& listeners) {
   } else {
     ++totals_.changed;
   }
+  dispose(std::move(copy));
   fprintf(out_, "%s%s\n", line.c_str(), option_list(applied, set).c_str());
 }
 
@@ -514,33 +716,42 @@ bool Attacher::scan() {
   ++generation_;
   last_listed_ = last_copied_ = 0;
   totals_.not_connected = 0;
+  unreachable_now_.clear();
   std::vector<Process> processes = current_processes();
   std::vector<Found> found;
   for (const Process& process : processes) {
     seen_processes_.insert(process.pid);
     list_sockets(process, &found);
   }
-  // One look per socket, however many processes share it.
+  // One look per socket, however many processes share it. A socket whose
+  // verdict does not depend on the listeners is judged on its first copy;
+  // a connected one, under connect or listen mode, once every listening
+  // socket is known (and copied again if it is to change).
   std::unordered_set<ino_t> looked;
-  std::vector<Look> looks;
+  std::vector<Look> deferred;
   for (const Found& f : found) {
     if (!looked.insert(f.inode).second) continue;
-    if (unreachable_.contains(f.process->pid)) continue;
-    if (std::optional<Look> look = look_at(f)) looks.push_back(std::move(*look));
-  }
-  // Listening sockets, to tell accepted connections from connected ones.
-  std::vector<Address> listeners;
-  for (const auto& [inode, known] : known_) {
-    if (known.listening && known.generation == generation_) {
-      listeners.push_back(known.local_address);
+    if (unreachable_now_.contains(f.process->pid)) continue;
+    UniqueFd copy;
+    std::optional<Look> look = look_at(f, &copy);
+    if (!look) continue;
+    if (config_.mode == Mode::kSocket || look->role != SocketRole::kConnected) {
+      judge(*look, {}, std::move(copy));
+    } else {
+      dispose(std::move(copy));
+      deferred.push_back(std::move(*look));
     }
   }
-  for (const Look& look : looks) {
-    if (look.role == SocketRole::kListening) {
-      listeners.push_back(look.local_address);
+  if (!deferred.empty()) {
+    // Listening sockets, to tell accepted connections from connected ones.
+    std::vector<Address> listeners;
+    for (const auto& [inode, known] : known_) {
+      if (known.listening && known.generation == generation_) {
+        listeners.push_back(known.local_address);
+      }
     }
+    for (Look& look : deferred) judge(look, listeners, UniqueFd());
   }
-  for (Look& look : looks) judge(look, listeners);
   std::erase_if(known_, [this](const auto& entry) {
     return entry.second.generation != generation_;
   });
@@ -594,16 +805,23 @@ int run_attach(const Config& config) {
       return kExitUsage;
     }
   }
+  // A descriptor per process of the cgroup while a scan looks at it.
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
   // Lines as they come, also into a pipe: --watch runs for long.
   setvbuf(stdout, nullptr, _IOLBF, 0);
+  // Blocked before the closer thread starts, so that it never takes them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
+  if (config.attach.watch_ms != 0) sigprocmask(SIG_BLOCK, &stop, nullptr);
   Attacher attacher(config, stdout);
   if (config.attach.watch_ms == 0) {
     attacher.scan();
   } else {
-    sigset_t stop;
-    sigemptyset(&stop);
-    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
-    sigprocmask(SIG_BLOCK, &stop, nullptr);
     timespec interval{config.attach.watch_ms / 1000,
                       (config.attach.watch_ms % 1000) * 1000000L};
     while (attacher.scan()) {
@@ -612,7 +830,10 @@ int run_attach(const Config& config) {
     }
   }
   fprintf(stdout, "%s\n", attacher.summary().c_str());
-  fflush(stdout);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    log_line("standard output: " + errno_text(errno));
+    return 1;
+  }
   return attacher.exit_status();
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <expected>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -48,6 +49,14 @@ std::optional<bool> mode_takes(Mode mode, SocketRole role);
 std::expected<std::vector<pid_t>, std::string> cgroup_processes(
     const std::string& dir);
 
+// Closes descriptors on a thread of its own (attach.cc).
+class Closer;
+
+// A thread of `pid` that can make calls and whose /proc/PID/task/TID/fd
+// lists the descriptors: the leader unless it has exited (a zombie
+// leader's threads run on), else the first other one; `pid` if none.
+pid_t live_thread(pid_t pid);
+
 // Added up over a run.
 struct AttachTotals {
   long changed = 0;        // given options (with --dry-run: would be)
@@ -63,6 +72,9 @@ class Attacher {
   // Lines, one per socket changed (with --dry-run, per TCP socket), go to
   // `out`; errors to the log. Opens the processes of --pid.
   Attacher(const Config& config, FILE* out);
+  ~Attacher();
+  Attacher(const Attacher&) = delete;
+  Attacher& operator=(const Attacher&) = delete;
 
   // One look at every process. False when there is nothing left to watch:
   // every process of --pid has exited, or the cgroup is gone.
@@ -82,16 +94,19 @@ class Attacher {
  private:
   struct Process {
     pid_t pid;
-    UniqueFd pidfd;
+    int pidfd;       // borrowed from named_, or `owned`
+    UniqueFd owned;  // a --cgroup process's, for one scan
   };
-  // One descriptor of a process, a socket not judged yet.
+  // One descriptor of a process, a TCP socket not judged yet.
   struct Found {
     const Process* process;
     int fd;
     ino_t inode;
   };
-  // A local address: family, address bytes (IPv4 as v4-mapped), port.
+  // A local address: its network namespace, address bytes (IPv4 as
+  // v4-mapped) and port.
   struct Address {
+    uint64_t netns = 0;
     uint8_t bytes[16] = {};
     uint16_t port = 0;
     bool valid = false;
@@ -105,7 +120,7 @@ class Attacher {
     Address local_address;
     int current[kOptionCount] = {};
   };
-  // The verdict on a socket, kept while it exists.
+  // The verdict on a socket (or that it is not TCP), kept while it exists.
   struct Known {
     uint64_t generation = 0;
     bool listening = false;
@@ -114,23 +129,39 @@ class Attacher {
 
   std::vector<Process> current_processes();
   void list_sockets(const Process& process, std::vector<Found>* found);
-  std::optional<Look> look_at(const Found& found);
-  void judge(Look& look, const std::vector<Address>& listeners);
+  // Lists the descriptor directory `path` of `process`; false if it held
+  // no descriptor at all.
+  bool list_directory(const Process& process, const std::string& path,
+                      std::vector<Found>* found);
+  // Looks at a copy of `found`'s socket; the copy, in `copy`.
+  std::optional<Look> look_at(const Found& found, UniqueFd* copy);
+  // Judges `look` and gives it its options, through `copy` when valid
+  // (else through a new one).
+  void judge(Look& look, const std::vector<Address>& listeners, UniqueFd copy);
   void unreachable(pid_t pid, const std::string& why);
-  UniqueFd copy_of(const Found& found, bool* gone);
+  UniqueFd copy_of(const Found& found);
+  // Whether copying `pid`'s sockets would change their cgroup v1 class
+  // (net_cls, net_prio): a copy takes this process's.
+  bool class_differs(pid_t pid, std::string* which);
+  // Closes a copy on the closer thread: a socket the process closed
+  // meanwhile would else make us wait for its SO_LINGER time.
+  void dispose(UniqueFd copy);
 
   Config config_;
   FILE* out_;
-  std::vector<Process> named_;  // --pid's, opened once
-  bool named_done_ = false;
+  std::vector<std::pair<pid_t, UniqueFd>> named_;  // --pid's, opened once
   uint64_t generation_ = 0;
   std::unordered_map<ino_t, Known> known_;
   std::unordered_set<pid_t> seen_processes_;
-  std::unordered_set<pid_t> unreachable_;
+  std::unordered_set<pid_t> unreachable_now_;  // in this scan
+  std::unordered_set<pid_t> ever_unreachable_;
+  std::unordered_set<std::string> said_;  // messages, once each
+  std::string own_classes_;  // our net_cls and net_prio lines
   AttachTotals totals_;
   long last_listed_ = 0;
   long last_copied_ = 0;
   bool stop_ = false;
+  std::unique_ptr<Closer> closer_;
 };
 
 // keepalive-supervise --pid/--cgroup [--dry-run] [--watch]: returns the

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "supervisor/attach_follow.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -66,33 +65,6 @@ Status status_of(pid_t pid) {
     }
   }
   return status;
-}
-
-// A thread of `pid` that can make calls: the leader unless it has exited
-// (a zombie leader's threads run on), else the first other one.
-pid_t live_thread(pid_t pid) {
-  std::string dir = "/proc/" + std::to_string(pid) + "/task";
-  DIR* tasks = opendir(dir.c_str());
-  if (tasks == nullptr) return pid;
-  pid_t chosen = 0;
-  while (dirent* entry = readdir(tasks)) {
-    pid_t tid = atoi(entry->d_name);
-    if (tid <= 0) continue;
-    std::ifstream stat(dir + "/" + entry->d_name + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), {});
-    size_t paren = text.rfind(')');
-    char state = paren != std::string::npos && paren + 2 < text.size()
-                     ? text[paren + 2]
-                     : '?';
-    if (state == 'Z' || state == 'X') continue;
-    if (tid == pid) {
-      chosen = tid;
-      break;
-    }
-    if (chosen == 0) chosen = tid;
-  }
-  closedir(tasks);
-  return chosen != 0 ? chosen : pid;
 }
 
 std::string install_error_hint(int err) {

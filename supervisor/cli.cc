@@ -367,6 +367,10 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
     config.attach.pids = std::move(*pids);
   }
   if (const std::string* text = given.value(kCgroup)) {
+    if (text->empty()) {
+      return usage_error("--cgroup: empty path (expected a cgroup directory, "
+                         "e.g. /sys/fs/cgroup/system.slice/app.service)");
+    }
     config.attach.cgroup = *text;
   }
   config.attach.dry_run = given.has(kDryRun);

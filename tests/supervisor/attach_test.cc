@@ -455,6 +455,23 @@ TEST(Attach, MissingProcessAndNotACgroupAreNamed) {
                              ": no such process\n")
       << outcome;
 
+  // A zombie: exited, not yet reaped by its parent (us).
+  pid_t zombie = fork();
+  if (zombie == 0) _exit(0);
+  ASSERT_GT(zombie, 0);
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(zombie) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    if (text.find(") Z ") != std::string::npos) break;
+    std::this_thread::sleep_for(2ms);
+  }
+  outcome = run(attach({"--pid", std::to_string(zombie)}));
+  waitpid(zombie, nullptr, 0);
+  EXPECT_EQ(outcome.shell_status(), 1) << outcome;
+  EXPECT_NE(outcome.err.find("pid " + std::to_string(zombie) + ": has exited"),
+            std::string::npos)
+      << outcome;
+
   outcome = run(attach({"--cgroup", "/tmp"}));
   EXPECT_EQ(outcome.shell_status(), 2) << outcome;
   EXPECT_EQ(outcome.err,

@@ -461,6 +461,7 @@ TEST(CliAttachTest, BadPidsAreNamed) {
 
 TEST(CliAttachTest, WhatCannotGoTogetherIsRefused) {
   expect_usage_error(parse({"--pid=1", "--cgroup=/x"}), "--cgroup");
+  expect_usage_error(parse({"--cgroup", ""}), "--cgroup", "cgroup directory");
   expect_usage_error(parse({"--pid=1", "--", "true"}), "takes no command");
   expect_usage_error(parse({"--check", "--pid=1"}), "--check");
   for (const char* flag : {"--strategy=emulate", "--deny-io-uring", "--init",
