@@ -274,47 +274,51 @@ std::expected<std::vector<pid_t>, std::string> cgroup_processes(
   return pids;
 }
 
-// A thread that closes the copies handed to it, one after another.
+// A thread that closes the copies handed to it, one after another. Its
+// state is shared with the thread, which may outlive the Closer.
 class Closer {
  public:
-  Closer() : thread_([this] { run(); }) {}
+  Closer() : state_(std::make_shared<State>()) {
+    std::thread([state = state_] { state->run(); }).detach();
+  }
   // Lets the thread go without waiting for it: a close it is blocked in
   // ends with the process (the kernel does not linger for an exiting one).
   ~Closer() {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->stopping = true;
     }
-    ready_.notify_one();
-    thread_.detach();
+    state_->ready.notify_one();
   }
   void close(int fd) {
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      fds_.push_back(fd);
+      std::lock_guard<std::mutex> lock(state_->mutex);
+      state_->fds.push_back(fd);
     }
-    ready_.notify_one();
+    state_->ready.notify_one();
   }
 
  private:
-  void run() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (;;) {
-      ready_.wait(lock, [this] { return stopping_ || !fds_.empty(); });
-      if (fds_.empty()) return;
-      int fd = fds_.front();
-      fds_.pop_front();
-      lock.unlock();
-      ::close(fd);
-      lock.lock();
-    }
-  }
+  struct State {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::deque<int> fds;
+    bool stopping = false;
 
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<int> fds_;
-  bool stopping_ = false;
-  std::thread thread_;
+    void run() {
+      std::unique_lock<std::mutex> lock(mutex);
+      for (;;) {
+        ready.wait(lock, [this] { return stopping || !fds.empty(); });
+        if (fds.empty()) return;
+        int fd = fds.front();
+        fds.pop_front();
+        lock.unlock();
+        ::close(fd);
+        lock.lock();
+      }
+    }
+  };
+  std::shared_ptr<State> state_;
 };
 
 namespace {
@@ -554,6 +558,7 @@ UniqueFd Attacher::copy_of(const Found& found) {
   if (fstat(copy.get(), &st) != 0 || !S_ISSOCK(st.st_mode) ||
       st.st_ino != found.inode) {
     dispose(std::move(copy));
+    return UniqueFd();
   }
   return copy;
 }
@@ -650,8 +655,9 @@ void Attacher::judge(Look& look, const std::vector<Address>& listeners,
 
   if (!takes.has_value()) {  // may still connect or listen: look again
     ++totals_.not_connected;
-    if (dry) fprintf(out_, "%s%s; not connected yet\n", line.c_str(),
-                     has.c_str());
+    if (dry) {
+      fprintf(out_, "%s%s; not connected yet\n", line.c_str(), has.c_str());
+    }
     dispose(std::move(copy));
     return;
   }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "supervisor/attach_follow.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -67,22 +68,101 @@ Status status_of(pid_t pid) {
   return status;
 }
 
-std::string install_error_hint(int err) {
-  switch (err) {
-    case EBUSY:
-      return " (it already has a seccomp listener: another supervisor, or a "
-             "container runtime intercepting its calls)";
-    case ESRCH:
-      return " (a thread of it runs under another seccomp filter, so the "
-             "filter cannot go on every thread)";
-    case EPERM:
-      return " (--follow needs ptrace access: the same user and a dumpable "
-             "process, or CAP_SYS_PTRACE)";
-    case EACCES:
-      return " (no_new_privs could not be set)";
-    default:
-      return "";
+// Why installing failed, in words, for the errors a step explains.
+std::string install_error_hint(const SysError& error) {
+  if (error.context.rfind("ptrace(PTRACE_SEIZE", 0) == 0 &&
+      (error.err == EPERM || error.err == EACCES)) {
+    return " (--follow needs ptrace access: the same user and a dumpable "
+           "process, or CAP_SYS_PTRACE)";
   }
+  if (error.context == "seccomp() in it" && error.err == EBUSY) {
+    return " (it already has a seccomp listener: another supervisor, or a "
+           "container runtime intercepting its calls)";
+  }
+  return "";
+}
+
+// The first seccomp mode other than 0 among the threads of `pid` (the
+// leader's status speaks for itself alone), 0 if none, -1 if unreadable.
+int threads_seccomp(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return -1;
+  int mode = 0;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream in(dir + "/" + entry->d_name + "/status");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("Seccomp:", 0) == 0 && atoi(line.c_str() + 8) != 0) {
+        mode = atoi(line.c_str() + 8);
+      }
+    }
+    if (mode != 0) break;
+  }
+  closedir(tasks);
+  return mode;
+}
+
+// Whether a thread blocked in system call `nr` would see it fail with
+// EINTR once interrupted, rather than restarted (signal(7)): those the
+// kernel never restarts after a stop.
+bool interruption_shows(long nr) {
+  switch (nr) {
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+    case 441:  // epoll_pwait2
+    case SYS_rt_sigtimedwait:
+    case SYS_io_getevents:
+    case SYS_io_pgetevents:
+    case SYS_semop:
+    case SYS_semtimedop:
+    case SYS_msgrcv:
+    case SYS_msgsnd:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The thread to make the calls: a live one (a zombie leader's threads run
+// on) that is not blocked in a call its interruption would fail; the
+// leader when it qualifies.
+pid_t quiet_thread(pid_t pid) {
+  std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  DIR* tasks = opendir(dir.c_str());
+  if (tasks == nullptr) return pid;
+  pid_t chosen = 0, fallback = 0;
+  while (dirent* entry = readdir(tasks)) {
+    pid_t tid = atoi(entry->d_name);
+    if (tid <= 0) continue;
+    std::string base = dir + "/" + entry->d_name;
+    std::ifstream stat(base + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    size_t paren = text.rfind(')');
+    char state = paren != std::string::npos && paren + 2 < text.size()
+                     ? text[paren + 2]
+                     : '?';
+    if (state == 'Z' || state == 'X') continue;
+    if (fallback == 0 || tid == pid) fallback = tid;
+    std::ifstream syscall_file(base + "/syscall");
+    long nr = -1;
+    syscall_file >> nr;  // "running" leaves -1
+    if (interruption_shows(nr)) continue;
+    if (chosen == 0 || tid == pid) chosen = tid;
+  }
+  closedir(tasks);
+  if (chosen != 0) return chosen;
+  return fallback != 0 ? fallback : pid;
+}
+
+// Whether `fd` (ours) is a seccomp user-notification listener.
+bool is_listener(int fd) {
+  char link[64];
+  std::string path = "/proc/self/fd/" + std::to_string(fd);
+  ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
+  if (n <= 0) return false;
+  link[n] = '\0';
+  return strcmp(link, "anon_inode:seccomp notify") == 0;
 }
 
 // A connection to keepalive-agent's socket at `path`.
@@ -170,7 +250,7 @@ Result<UniqueFd> install_filter_into(pid_t pid,
                                      bool no_new_privs) {
   UniqueFd pidfd(sys::pidfd_open(pid, 0));
   if (!pidfd.valid()) return errno_error("pidfd_open");
-  auto thread = RemoteThread::seize(pid, live_thread(pid));
+  auto thread = RemoteThread::seize(pid, quiet_thread(pid));
   if (!thread) return std::unexpected(thread.error());
   RemoteThread& remote = **thread;
 
@@ -184,7 +264,9 @@ Result<UniqueFd> install_filter_into(pid_t pid,
   if (*page < 0 && *page > -4096) {
     return std::unexpected(SysError{static_cast<int>(-*page), "mmap in it"});
   }
-  auto unmap = [&] { (void)remote.call(SYS_munmap, *page, size); };
+  auto unmap = [&] {
+    (void)remote.call(SYS_munmap, *page, static_cast<long>(size));
+  };
   struct RemoteProgram {
     uint16_t len;
     uint16_t pad[3];
@@ -219,14 +301,17 @@ Result<UniqueFd> install_filter_into(pid_t pid,
         SysError{static_cast<int>(-*listener), "seccomp() in it"});
   }
   UniqueFd taken(sys::pidfd_getfd(pidfd.get(), static_cast<int>(*listener), 0));
-  int taken_error = errno;
-  // Its own copy goes: the filter is then ours alone, and its calls fail
-  // (ENOSYS) rather than wait for ever if we are gone.
-  (void)remote.call(SYS_close, *listener);
-  if (!taken.valid()) {
-    return std::unexpected(
-        SysError{taken_error, "pidfd_getfd of the listener"});
+  if (!taken.valid()) return errno_error("pidfd_getfd of the listener");
+  // What came back must be the new listener (a filter of the process's
+  // own could have skipped the call and left a number of its fds in rax):
+  // only then does its own copy go. The filter is then ours alone, and
+  // its calls fail (ENOSYS) rather than wait for ever if we are gone.
+  if (!is_listener(taken.get())) {
+    return std::unexpected(SysError{
+        0, "seccomp() in it did not return a listener (" +
+               std::to_string(*listener) + ")"});
   }
+  (void)remote.call(SYS_close, *listener);
   return taken;
 }
 
@@ -258,8 +343,14 @@ int run_follow(const Config& config) {
              std::to_string(status.tracer) + " (a debugger or strace)");
     return 1;
   }
-  if (status.seccomp == 1) {
-    log_line(who + ": --follow: it runs in seccomp strict mode");
+  // A filter of its own could trap or kill the calls made in it (and
+  // leaves it no_new_privs for nothing if ours cannot join it): refused.
+  int seccomp_mode = threads_seccomp(pid);
+  if (status.seccomp != 0 || seccomp_mode != 0) {
+    log_line(who + ": --follow: it (or a thread of it) already runs under "
+             "seccomp (a sandbox, a container profile or another "
+             "supervisor), whose filter could trap or kill the calls "
+             "--follow would make in it; left as it was");
     return 1;
   }
   Result<std::vector<sock_filter>> program = build_filter(
@@ -297,7 +388,7 @@ int run_follow(const Config& config) {
       install_filter_into(pid, *program, !status.cap_sys_admin);
   if (!listener_fd) {
     log_line(who + ": --follow: " + listener_fd.error().message() +
-             install_error_hint(listener_fd.error().err));
+             install_error_hint(listener_fd.error()));
     fprintf(stdout, "%s\n", attacher.summary().c_str());
     return 1;
   }

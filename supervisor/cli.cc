@@ -203,7 +203,7 @@ struct Given {
 
   bool has(int key) const { return values[key].has_value(); }
   const std::string* value(int key) const {
-    return values[key] ? &*values[key] : nullptr;
+    return values[key].has_value() ? &values[key].value() : nullptr;
   }
 };
 
@@ -248,6 +248,7 @@ CliResult parse_command_line(int argc, const char* const* argv, EnvLookup env,
                              void* env_ctx, WarningSink warn, void* warn_ctx) {
   // getopt_long wants char**; with "+" it neither permutes nor writes.
   std::vector<char*> args;
+  args.reserve(static_cast<size_t>(argc) + 1);
   for (int i = 0; i < argc; ++i) args.push_back(const_cast<char*>(argv[i]));
   args.push_back(nullptr);
 

@@ -18,7 +18,7 @@
 namespace {
 const char* lookup_env(const char* name, void*) { return getenv(name); }
 
-constexpr size_t kStartupHeadroom = 1024 * 1024;
+constexpr size_t kStartupHeadroom = size_t{1024} * 1024;
 
 int run(int argc, char** argv) {
   // Internal: the child that --check supervises.

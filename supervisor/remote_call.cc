@@ -26,10 +26,16 @@ constexpr uint64_t kUserCs64 = 0x33;
 // waitpid for the thread, also when it is not our child (__WALL), with a
 // bound: a thread that never stops (it is being killed) must not hang us.
 bool wait_stop(pid_t tid, int* status, int timeout_ms) {
-  for (int waited = 0;; waited += 1) {
+  timespec start{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
     pid_t r = waitpid(tid, status, __WALL | WNOHANG);
     if (r == tid) return true;
     if (r < 0 && errno != EINTR) return false;
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long waited = (now.tv_sec - start.tv_sec) * 1000 +
+                  (now.tv_nsec - start.tv_nsec) / 1000000;
     if (waited >= timeout_ms) return false;
     timespec ms{0, 1000000};
     nanosleep(&ms, nullptr);
@@ -38,6 +44,7 @@ bool wait_stop(pid_t tid, int* status, int timeout_ms) {
 
 bool read_memory(pid_t pid, uint64_t address, void* out, size_t size) {
   iovec local{out, size};
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): an address in another process
   iovec remote{reinterpret_cast<void*>(address), size};
   return process_vm_readv(pid, &local, 1, &remote, 1, 0) ==
          static_cast<ssize_t>(size);
@@ -55,19 +62,38 @@ Result<std::unique_ptr<RemoteThread>> RemoteThread::seize(pid_t pid,
   if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0) {
     return errno_error("ptrace(PTRACE_INTERRUPT)");
   }
-  int status = 0;
-  if (!wait_stop(tid, &status, 5000)) {
-    return std::unexpected(SysError{ESRCH, "waiting for the thread to stop"});
+  // Until the interrupt's own stop: a signal that arrives first is let
+  // through to the thread as it would have been (its handler runs, with
+  // its siginfo), and the interrupt stops it right after.
+  for (int stops = 0;; ++stops) {
+    int status = 0;
+    if (stops > 10000 || !wait_stop(tid, &status, 5000)) {
+      return std::unexpected(
+          SysError{0, "the thread did not stop within 5 s"});
+    }
+    if (!WIFSTOPPED(status)) {
+      thread->attached_ = false;  // it died
+      return std::unexpected(SysError{ESRCH, "the thread ended"});
+    }
+    if ((status >> 16) == PTRACE_EVENT_STOP) break;
+    int sig = (status >> 16) == 0 ? WSTOPSIG(status) : 0;
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): ptrace takes the signal so
+    void* data = reinterpret_cast<void*>(static_cast<long>(sig));
+    if (ptrace(PTRACE_CONT, tid, nullptr, data) != 0) {
+      return errno_error("ptrace(PTRACE_CONT)");
+    }
   }
-  if (!WIFSTOPPED(status)) {
-    thread->attached_ = false;  // it died
-    return std::unexpected(SysError{ESRCH, "the thread ended"});
+  // From here on every signal but SIGKILL waits, queued with its siginfo,
+  // until the thread is let go with its own mask back.
+  if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(uint64_t), &thread->saved_mask_) !=
+      0) {
+    return errno_error("ptrace(PTRACE_GETSIGMASK)");
   }
-  // A signal-delivery stop before the interrupt's: keep the signal, and
-  // work from this stop (the interrupt's comes later, and is skipped).
-  if ((status >> 16) == 0 && WSTOPSIG(status) != SIGTRAP) {
-    thread->pending_signals_.push_back(WSTOPSIG(status));
+  uint64_t all = ~uint64_t{0};
+  if (ptrace(PTRACE_SETSIGMASK, tid, sizeof all, &all) != 0) {
+    return errno_error("ptrace(PTRACE_SETSIGMASK)");
   }
+  thread->mask_set_ = true;
   if (ptrace(PTRACE_GETREGS, tid, nullptr, &thread->saved_) != 0) {
     return errno_error("ptrace(PTRACE_GETREGS)");
   }
@@ -86,13 +112,14 @@ bool RemoteThread::find_syscall_instruction() {
   // Where it stopped, if that was in a system call.
   uint8_t bytes[2];
   if (was_in_syscall() && saved_.rip >= 2 &&
-      read_memory(pid_, saved_.rip - 2, bytes, 2) &&
+      read_memory(tid_, saved_.rip - 2, bytes, 2) &&
       memcmp(bytes, kSyscallBytes, 2) == 0) {
     syscall_at_ = saved_.rip - 2;
     return true;
   }
   // Else the vDSO's fallback paths have one.
-  std::ifstream maps("/proc/" + std::to_string(pid_) + "/maps");
+  std::ifstream maps("/proc/" + std::to_string(pid_) + "/task/" +
+                     std::to_string(tid_) + "/maps");
   for (std::string line; std::getline(maps, line);) {
     if (line.find("[vdso]") == std::string::npos) continue;
     uint64_t start = 0, end = 0;
@@ -101,7 +128,7 @@ bool RemoteThread::find_syscall_instruction() {
       return false;
     }
     std::string code(end - start, '\0');
-    if (!read_memory(pid_, start, code.data(), code.size())) return false;
+    if (!read_memory(tid_, start, code.data(), code.size())) return false;
     size_t at = code.find(std::string_view(
         reinterpret_cast<const char*>(kSyscallBytes), 2));
     if (at == std::string::npos) return false;
@@ -112,7 +139,9 @@ bool RemoteThread::find_syscall_instruction() {
 }
 
 bool RemoteThread::step_over(uint64_t from) {
-  for (int attempt = 0; attempt < 1000; ++attempt) {
+  // Signals are blocked: the stops are the step's SIGTRAP, or an event
+  // stop (a group stop), after which the step is made again.
+  for (int attempt = 0; attempt < 100; ++attempt) {
     if (ptrace(PTRACE_SINGLESTEP, tid_, nullptr, nullptr) != 0) return false;
     int status = 0;
     if (!wait_stop(tid_, &status, 10000)) return false;
@@ -120,16 +149,11 @@ bool RemoteThread::step_over(uint64_t from) {
       attached_ = false;
       return false;
     }
-    int sig = WSTOPSIG(status);
-    int event = status >> 16;
-    if (event == 0 && sig == SIGTRAP) {
+    if ((status >> 16) == 0 && WSTOPSIG(status) == SIGTRAP) {
       user_regs_struct now{};
       if (ptrace(PTRACE_GETREGS, tid_, nullptr, &now) != 0) return false;
       if (now.rip != from) return true;
-      continue;  // stopped before the instruction ran
     }
-    if (event == 0) pending_signals_.push_back(sig);  // given back later
-    // An event stop (the interrupt, a group stop): step again.
   }
   return false;
 }
@@ -151,7 +175,8 @@ Result<long> RemoteThread::call(long nr, long a1, long a2, long a3, long a4,
     return errno_error("ptrace(PTRACE_SETREGS)");
   }
   if (!step_over(syscall_at_)) {
-    return std::unexpected(SysError{ESRCH, "the thread did not run the call"});
+    return std::unexpected(
+        SysError{0, "the thread did not run the injected call"});
   }
   user_regs_struct after{};
   if (ptrace(PTRACE_GETREGS, tid_, nullptr, &after) != 0) {
@@ -163,8 +188,9 @@ Result<long> RemoteThread::call(long nr, long a1, long a2, long a3, long a4,
 Result<void> RemoteThread::write(uint64_t address, const void* data,
                                  size_t size) {
   iovec local{const_cast<void*>(data), size};
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): an address in another process
   iovec remote{reinterpret_cast<void*>(address), size};
-  if (process_vm_writev(pid_, &local, 1, &remote, 1, 0) !=
+  if (process_vm_writev(tid_, &local, 1, &remote, 1, 0) !=
       static_cast<ssize_t>(size)) {
     return errno_error("process_vm_writev");
   }
@@ -174,12 +200,10 @@ Result<void> RemoteThread::write(uint64_t address, const void* data,
 RemoteThread::~RemoteThread() {
   if (!attached_) return;
   ptrace(PTRACE_SETREGS, tid_, nullptr, &saved_);
-  int first = pending_signals_.empty() ? 0 : pending_signals_.front();
-  ptrace(PTRACE_DETACH, tid_, nullptr,
-         reinterpret_cast<void*>(static_cast<long>(first)));
-  for (size_t i = 1; i < pending_signals_.size(); ++i) {
-    syscall(SYS_tgkill, pid_, tid_, pending_signals_[i]);
+  if (mask_set_) {
+    ptrace(PTRACE_SETSIGMASK, tid_, sizeof saved_mask_, &saved_mask_);
   }
+  ptrace(PTRACE_DETACH, tid_, nullptr, nullptr);
 }
 
 }  // namespace keepalive

@@ -6,9 +6,10 @@
 // in its vDSO) and single-stepping it; then every register is restored and
 // the thread let go. The other threads run on meanwhile.
 //
-// x86-64 processes only. Signals that arrive for the thread while it is
-// held are kept and given back to it when it is let go. Nothing here
-// throws: a failure part-way still restores the thread.
+// x86-64 processes only. While it is held the thread's signals are
+// blocked (PTRACE_SETSIGMASK): those that arrive stay queued, siginfo and
+// all, and are delivered once it is let go with its own mask. Nothing
+// here throws: a failure part-way still restores the thread.
 #pragma once
 
 #include <stddef.h>
@@ -32,8 +33,7 @@ class RemoteThread {
   // syscall instruction found).
   static Result<std::unique_ptr<RemoteThread>> seize(pid_t pid, pid_t tid);
 
-  // Restores the registers and lets the thread go, with the signals it
-  // received while held.
+  // Restores the registers and the signal mask and lets the thread go.
   ~RemoteThread();
   RemoteThread(const RemoteThread&) = delete;
   RemoteThread& operator=(const RemoteThread&) = delete;
@@ -64,7 +64,8 @@ class RemoteThread {
   bool attached_ = false;
   user_regs_struct saved_{};
   uint64_t syscall_at_ = 0;
-  std::vector<int> pending_signals_;
+  uint64_t saved_mask_ = 0;
+  bool mask_set_ = false;
 };
 
 }  // namespace keepalive

@@ -175,7 +175,7 @@ TEST(Follow, ProcessWithAListenerIsRefusedAndGoesOn) {
   Outcome refused =
       run({supervise_path(), "--pid", std::to_string(pid), "--follow"});
   EXPECT_EQ(refused.shell_status(), 1) << refused;
-  EXPECT_NE(refused.err.find("already has a seccomp listener"),
+  EXPECT_NE(refused.err.find("already runs under seccomp"),
             std::string::npos)
       << refused;
   std::this_thread::sleep_for(200ms);
