@@ -362,7 +362,7 @@ struct Scrape {
   explicit Scrape(asio::io_context& io) : socket(io), timer(io) {}
   asio::ip::tcp::socket socket;
   asio::steady_timer timer;
-  asio::streambuf request{8 * 1024};
+  asio::streambuf request{size_t{8} * 1024};
   std::string response;
 };
 
@@ -552,9 +552,10 @@ void Agent::read_state(std::shared_ptr<Connection> connection) {
 }
 
 void Agent::wait_state(std::shared_ptr<Connection> connection) {
-  connection->socket.async_wait(
-      Local::socket::wait_read,
-      [this, connection](const boost::system::error_code& error) {
+  Local::socket& socket = connection->socket;
+  socket.async_wait(
+      Local::socket::wait_read, [this, connection = std::move(connection)](
+                                    const boost::system::error_code& error) {
         if (error || connection->done) return;
         std::optional<Result<ContainerState>> got =
             connection->receiver.read_some(connection->socket.native_handle());
@@ -605,8 +606,9 @@ void Agent::serve(ContainerState state, UniqueFd record, std::string tag) {
     handler.settings = own->settings;
     handler.mode = own->mode;
   } else {
-    if (options_.strict)
+    if (options_.strict) {
       handler.settings = handler.settings.with_enabled(false);
+    }
     log_line(name + ": " + own.error() +
              (options_.strict ? "; its sockets get no options (--strict)"
                               : "; it gets the node's settings"));

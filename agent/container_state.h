@@ -27,7 +27,7 @@ namespace keepalive::agent {
 
 // A state larger than this is refused (runc's and crun's are a few
 // hundred bytes; annotations can add some kilobytes).
-inline constexpr size_t kMaxStateBytes = 64 * 1024;
+inline constexpr size_t kMaxStateBytes = size_t{64} * 1024;
 // As many fds as one message may carry; more are refused.
 inline constexpr size_t kMaxFds = 8;
 

@@ -65,7 +65,7 @@ std::vector<NamedFd> inherited_fds() {
   }
   if (names != nullptr) {
     for (int i = 0; i < count; ++i) free(names[i]);
-    free(names);
+    free(static_cast<void*>(names));
   }
   return fds;
 }

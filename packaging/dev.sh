@@ -9,8 +9,12 @@
 #                            libkeepalive.so gives netcat
 #   packaging/dev.sh demo agent   build, then run a runc container handed
 #                            to keepalive-agent and show its socket's options
-#   packaging/dev.sh test    build, then run the whole test suite, then
-#                            the engine's suites under ASan and UBSan
+#   packaging/dev.sh test    build, then clang-tidy, the whole test suite,
+#                            then the engine's suites under ASan and UBSan
+#   packaging/dev.sh lint    build, then clang-tidy (19) with .clang-tidy
+#                            over common/ supervisor/ agent/ preload/
+#   packaging/dev.sh tsan    the engine's suites under ThreadSanitizer
+#                            (build-tsan/; about 30 minutes on 2 cores)
 #   packaging/dev.sh fuzz [SECONDS]   build, then run each fuzz target
 #                            for SECONDS (default 60; tests/fuzz/)
 #   packaging/dev.sh soak    build, then run the soak tests' long form (a
@@ -33,7 +37,7 @@ PACKAGES=(
   netcat-openbsd strace nftables iproute2
   busybox-static util-linux procps dpkg-dev man-db groff-base file python3
   python3-yaml nginx nlohmann-json3-dev libsystemd-dev runc crun
-  clang-19 libclang-rt-19-dev golang-go
+  clang-19 libclang-rt-19-dev clang-tidy-19 golang-go
 )
 # gcc -m32 -static, for the 32-bit test program (tests/helpers/drop32.c);
 # qemu and cpio, to run the kernel-bound suites inside Debian's own kernel,
@@ -54,7 +58,7 @@ die() {
 }
 
 usage() {
-  sed -n '3,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '3,26s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -292,6 +296,7 @@ PYTHON
 
 run_tests() {
   build
+  lint
   # Debian's kernel for tests/vm (downloaded, not installed).
   if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
     "$REPO/tests/vm/fetch_kernel.sh" "$BUILD/vm-kernel" ||
@@ -305,6 +310,29 @@ run_tests() {
     ctest --test-dir "$BUILD" --output-on-failure --timeout 300 \
     -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
   sanitized_tests
+}
+
+# clang-tidy over the product's sources, with the compile commands of the
+# build (tests/lint/run_clang_tidy.sh): about a minute on 2 cores.
+lint() {
+  log "clang-tidy over common/, supervisor/, agent/, preload/"
+  "$REPO/tests/lint/run_clang_tidy.sh" "$REPO" "$BUILD"
+}
+
+# The engine's suites built with ThreadSanitizer (KEEPALIVE_SANITIZE=thread)
+# in build-tsan/: the serving thread, the event loop, the agent. Too slow
+# for every run (about 12 minutes of build and 10 of tests on 2 cores).
+tsan_tests() {
+  local dir="$REPO/build-tsan" werror=OFF
+  [[ "${CI:-}" == true ]] && werror=ON
+  log "the ThreadSanitizer build and its tests"
+  cmake -S "$REPO" -B "$dir" -DKEEPALIVE_SANITIZE=thread \
+    -DKEEPALIVE_WERROR="$werror" >/dev/null
+  cmake --build "$dir" -j "$(nproc)" >/dev/null
+  timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
+    ctest --test-dir "$dir" --output-on-failure --timeout 300 \
+    -L 'supervisor|agent' -LE 'vm|fuzz|soak' \
+    -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
 }
 
 # The engine's suites again, built with AddressSanitizer and
@@ -343,6 +371,12 @@ case "${1:-}" in
       *) usage ;;
     esac ;;
   test) run_tests ;;
+  lint)
+    build
+    lint ;;
+  tsan)
+    build
+    tsan_tests ;;
   bench) bench ;;
   fuzz)
     build

@@ -58,8 +58,9 @@ bool carries_our_note(const dl_phdr_info* info) {
     if (segment.p_type != PT_NOTE) continue;
     // Notes are padded to 4 bytes, or 8 in a segment aligned to 8.
     const size_t align = segment.p_align == 8 ? 8 : 4;
-    const char* at =
-        reinterpret_cast<const char*>(info->dlpi_addr + segment.p_vaddr);
+    const ElfW(Addr) address = info->dlpi_addr + segment.p_vaddr;
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): the loader gives an integer
+    const char* at = reinterpret_cast<const char*>(address);
     const char* end = at + segment.p_memsz;
     while (end - at >= static_cast<ptrdiff_t>(sizeof(ElfW(Nhdr)))) {
       ElfW(Nhdr) note;
@@ -97,7 +98,7 @@ bool reports_warnings() {
     return true;
   }
   const char* name = self.dli_fname;
-  dl_iterate_phdr(first_of_ours, &name);
+  dl_iterate_phdr(first_of_ours, static_cast<void*>(&name));
   return name != nullptr;
 }
 

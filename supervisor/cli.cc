@@ -203,7 +203,8 @@ struct Given {
 
   bool has(int key) const { return values[key].has_value(); }
   const std::string* value(int key) const {
-    return values[key].has_value() ? &values[key].value() : nullptr;
+    const std::optional<std::string>& given = values[key];
+    return given.has_value() ? &*given : nullptr;
   }
 };
 

@@ -54,7 +54,7 @@ CallKind classify_call(uint32_t arch, int nr);
 // every start about a third of a millisecond, with the child waiting.
 
 // How many FilterSpecs there are, and a numbering of them.
-inline constexpr size_t kFilterSpecCount = 3 * 2 * 2 * 2;
+inline constexpr size_t kFilterSpecCount = size_t{3} * 2 * 2 * 2;
 constexpr size_t filter_spec_index(const FilterSpec& spec) {
   size_t mode = spec.mode == Mode::kSocket    ? 0
                 : spec.mode == Mode::kConnect ? 1

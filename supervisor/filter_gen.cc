@@ -41,9 +41,11 @@ int main(int argc, char** argv) {
   }
   text += "constexpr CompiledProgram kCompiledPrograms[] = {\n";
   for (size_t i = 0; i < keepalive::kFilterSpecCount; ++i) {
-    std::string name = "kProgram" + std::to_string(i);
-    text +=
-        "    {" + name + ", sizeof " + name + " / sizeof " + name + "[0]},\n";
+    char line[96];
+    snprintf(line, sizeof line,
+             "    {kProgram%zu, sizeof kProgram%zu / sizeof kProgram%zu[0]},\n",
+             i, i, i);
+    text += line;
   }
   text += "};\n";
   FILE* out = fopen(argv[1], "w");

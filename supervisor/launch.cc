@@ -32,7 +32,7 @@ constexpr size_t kMaxInstructions = 4096;
 
 // The child's stack: its deepest path (the exec failure message) needs a
 // few kilobytes; the rest is margin, for sanitizer builds too.
-constexpr size_t kChildStackSize = 64 * 1024;
+constexpr size_t kChildStackSize = size_t{64} * 1024;
 
 struct PlanHeader {
   uint32_t count;

@@ -46,7 +46,7 @@ void Server::serve(int stop_fd) noexcept {
   }
   try {
     handler_.flush_warnings();
-  } catch (...) {
+  } catch (...) {  // NOLINT(bugprone-empty-catch): nothing to do
     // Only the count of suppressed warnings is lost.
   }
 }
@@ -54,16 +54,16 @@ void Server::serve(int stop_fd) noexcept {
 void Server::handle_next_guarded(bool exits_checked) noexcept {
   try {
     handle_next(exits_checked);
-    return;
   } catch (...) {
+    // A call received and not answered is let through (the kernel refuses
+    // a second answer harmlessly, so when in doubt, answering again is
+    // safe).
+    if (unanswered_) {
+      unanswered_ = false;
+      (void)listener_.send_continue(last_id_);
+    }
+    report_failure();
   }
-  // A call received and not answered is let through (the kernel refuses a
-  // second answer harmlessly, so when in doubt, answering again is safe).
-  if (unanswered_) {
-    unanswered_ = false;
-    (void)listener_.send_continue(last_id_);
-  }
-  report_failure();
 }
 
 void Server::handle_next(bool exits_checked) {

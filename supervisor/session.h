@@ -49,7 +49,7 @@ class ServingThread {
   // The serving thread's stack: its deepest path (a -v line) takes a few
   // kilobytes; the default (RLIMIT_STACK, often 8 MiB) would make a small
   // address-space limit refuse the thread for nothing.
-  static constexpr size_t kStackSize = 512 * 1024;
+  static constexpr size_t kStackSize = size_t{512} * 1024;
 
   UniqueFd stop_fd_;
   std::mutex mutex_;

@@ -76,6 +76,7 @@ void warn_unsupervised(const Config& config, const std::string& why) {
 int exec_unsupervised(const Config& config, const std::string& why) {
   warn_unsupervised(config, why);
   std::vector<char*> argv;
+  argv.reserve(config.command.size() + 1);
   for (const std::string& arg : config.command) {
     argv.push_back(const_cast<char*>(arg.c_str()));
   }
@@ -84,6 +85,7 @@ int exec_unsupervised(const Config& config, const std::string& why) {
   execvp(argv[0], argv.data());
   int err = path.error != 0 ? path.error : errno;
   std::vector<const char*> candidates;
+  candidates.reserve(path.candidates.size() + 1);
   for (const std::string& candidate : path.candidates) {
     candidates.push_back(candidate.c_str());
   }

@@ -57,8 +57,11 @@ struct seccomp_notif_addfd {
 #endif
 
 struct sock_fprog;
+// The kernel's names (linux/capability.h), whose header is not included.
+// NOLINTBEGIN(bugprone-reserved-identifier)
 struct __user_cap_header_struct;
 struct __user_cap_data_struct;
+// NOLINTEND(bugprone-reserved-identifier)
 
 namespace keepalive::sys {
 

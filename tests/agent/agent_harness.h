@@ -166,9 +166,10 @@ inline int open_fds_but_ring(pid_t pid) {
   return count;
 }
 
-// AddressSanitizer keeps freed memory in quarantine: RSS budgets mean
-// nothing in a sanitizer build (the fd counts still do).
-#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer keeps freed memory in quarantine, ThreadSanitizer grows
+// its shadow as the process runs: RSS budgets mean nothing in a sanitizer
+// build (the fd counts still do).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kSanitized = true;
 #else
 constexpr bool kSanitized = false;

@@ -203,8 +203,8 @@ long smallest_limit_for(const std::vector<std::string>& argv,
 class AddressSpaceLimit : public ::testing::TestWithParam<bool> {};
 
 TEST_P(AddressSpaceLimit, TargetWorksOrOneLineAndExit125) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer reserves terabytes of address space: "
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "a sanitizer reserves terabytes of address space: "
                   "no RLIMIT_AS test in a sanitizer build";
 #endif
   bool static_binary = GetParam();
