@@ -16,42 +16,11 @@
 #include <thread>
 
 #include "tests/soak/soak_harness.h"
+#include "tests/soak/soak_runs.h"
 #include "tests/supervisor/options_harness.h"
 
 namespace keepalive::tests {
 namespace {
-
-// What `keepalive-agent status` answers, read from the control socket at
-// `path` ("" if it cannot be reached).
-std::string agent_status(const std::string& path) {
-  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
-  if (connect(sock.get(), reinterpret_cast<sockaddr*>(&address),
-              sizeof address) != 0) {
-    return "";
-  }
-  std::string text;
-  char buffer[4096];
-  for (ssize_t n; (n = read(sock.get(), buffer, sizeof buffer)) > 0;) {
-    text.append(buffer, n);
-  }
-  return text;
-}
-
-// Waits (5 s at most) until the agent serves no container: the last one's
-// exit has reached it. Its last status when it never does.
-std::string wait_until_idle(const std::string& control) {
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  std::string status;
-  while (std::chrono::steady_clock::now() < deadline) {
-    status = agent_status(control);
-    if (status.starts_with("0 containers")) return "";
-    std::this_thread::sleep_for(5ms);
-  }
-  return status;
-}
 
 TEST_F(soak, agent_targets) {
   std::optional<bool> is_long = long_form();

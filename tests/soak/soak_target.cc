@@ -16,6 +16,24 @@
 //   soak_target listen
 //       One listening TCP socket on an ephemeral loopback port; prints
 //       "keepalive=K" and exits 0 if K is 1.
+//   soak_target spin THREADS (CALLS | --forever) [--listen]
+//       One process of THREADS threads making CALLS TCP sockets in all (or
+//       until killed), each checked as loop does; with --listen each is
+//       also bound to an ephemeral loopback port and listens. Prints
+//       "running pid PID calls=N errors=E no_keepalive=M" once every
+//       thread has made one (M: calls that made a TCP socket without
+//       SO_KEEPALIVE), and (unless --forever) "result calls=.. errors=.. first_errno=..
+//       keepalive=.. wrong=.. fdleak=.. seconds=..". Exits 0 if every call
+//       succeeded and returned a new TCP socket and no fd was left over,
+//       whether or not it carried SO_KEEPALIVE: so a bare run and a
+//       supervised one can be compared by exit code.
+//   soak_target nursery CHILDREN THREADS
+//       CHILDREN processes in turn, each `spin THREADS --forever --listen`
+//       (forked, not executed) for its parent to see killed: after each
+//       one ends the parent prints "reaped K signal=S" (0 if it exited)
+//       and waits for SIGUSR1 (60 s at most) before the next. Prints
+//       "nursery pid PID" first and "result children=N killed=K" last;
+//       exits 0 if SIGKILL ended every child.
 //
 // loop prints "started pid PID" first and "result calls=.. failures=..
 // no_keepalive=.. wrong=.. first_errno=.. fdleak=.. seconds=.. rate=.."
@@ -30,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -178,11 +197,136 @@ void drain_stdin() {
   }
 }
 
+int usage();
+
+// What spin's threads share (one process: plain atomics).
+struct Spin {
+  std::atomic<long> calls{0};
+  std::atomic<long> errors{0};
+  std::atomic<int> first_errno{0};
+  std::atomic<long> keepalive{0};
+  std::atomic<long> no_keepalive{0};
+  std::atomic<long> wrong{0};
+  std::atomic<int> started{0};  // threads that made their first call
+};
+
+// One call: a TCP socket (bound and listening on loopback with `listen`),
+// checked and closed.
+void spin_once(Spin& spin, bool listening) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  bool ok = fd >= 0;
+  if (ok && listening) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) ==
+             0 &&
+         listen(fd, 1) == 0;
+  }
+  if (!ok) {
+    int expected = 0;
+    spin.first_errno.compare_exchange_strong(expected, errno);
+    ++spin.errors;
+  } else if (sockopt(fd, SO_DOMAIN) != AF_INET ||
+             sockopt(fd, SO_TYPE) != SOCK_STREAM) {
+    ++spin.wrong;
+    fd = -1;  // not ours to close
+  } else if (sockopt(fd, SO_KEEPALIVE) == 1) {
+    ++spin.keepalive;
+  } else {
+    ++spin.no_keepalive;
+  }
+  if (fd >= 0) close(fd);
+  ++spin.calls;
+}
+
+// spin's body; `calls` < 0: until killed. Its exit code.
+int spin_threads(int threads, long calls, bool listening) {
+  int fds_before = open_fds();
+  Spin spin;
+  auto start = Clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    long mine = calls < 0 ? -1 : calls / threads + (t < calls % threads);
+    pool.emplace_back([&spin, mine, listening] {
+      for (long i = 0; mine < 0 || i < mine; ++i) {
+        spin_once(spin, listening);
+        if (i == 0) ++spin.started;
+      }
+      if (mine == 0) ++spin.started;
+    });
+  }
+  while (spin.started.load() < threads) sleep_us(100);
+  say("running pid %d calls=%ld errors=%ld no_keepalive=%ld",
+      static_cast<int>(getpid()), spin.calls.load(), spin.errors.load(),
+      spin.no_keepalive.load());
+  for (std::thread& thread : pool) thread.join();
+  double seconds =
+      std::chrono::duration<double>(Clock::now() - start).count();
+  long leaked = open_fds() - fds_before;
+  say("result calls=%ld errors=%ld first_errno=%d keepalive=%ld wrong=%ld "
+      "fdleak=%ld seconds=%.3f",
+      spin.calls.load(), spin.errors.load(), spin.first_errno.load(),
+      spin.keepalive.load(), spin.wrong.load(), leaked, seconds);
+  return spin.errors == 0 && spin.wrong == 0 && leaked == 0 ? 0 : 1;
+}
+
+int spin_main(int argc, char** argv) {
+  if (argc < 4 || argc > 5) return usage();
+  int threads = atoi(argv[2]);
+  bool forever = strcmp(argv[3], "--forever") == 0;
+  long calls = forever ? -1 : atol(argv[3]);
+  bool listening = argc == 5 && strcmp(argv[4], "--listen") == 0;
+  if (threads < 1 || (!forever && calls < 1) || (argc == 5 && !listening)) {
+    return usage();
+  }
+  return spin_threads(threads, calls, listening);
+}
+
+int nursery(int argc, char** argv) {
+  if (argc != 4) return usage();
+  int children = atoi(argv[2]);
+  int threads = atoi(argv[3]);
+  if (children < 1 || threads < 1) return usage();
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, nullptr);
+  say("nursery pid %d", static_cast<int>(getpid()));
+  int killed = 0;
+  for (int k = 1; k <= children; ++k) {
+    pid_t child = fork();
+    if (child < 0) {
+      perror("soak_target: fork");
+      return 3;
+    }
+    if (child == 0) {
+      sigprocmask(SIG_UNBLOCK, &usr1, nullptr);
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      _exit(spin_threads(threads, -1, true));
+    }
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    if (sig == SIGKILL) ++killed;
+    say("reaped %d signal=%d", k, sig);
+    if (!wait_for_sigusr1()) {
+      say("no SIGUSR1 within 60 s after child %d", k);
+      return 3;
+    }
+  }
+  say("result children=%d killed=%d", children, killed);
+  return killed == children ? 0 : 1;
+}
+
 int usage() {
   fprintf(stderr,
           "usage: soak_target loop PROCS THREADS CALLS [--checkpoints K]\n"
           "       soak_target loop PROCS THREADS --until-eof [--warmup N]\n"
-          "       soak_target listen\n");
+          "       soak_target listen\n"
+          "       soak_target spin THREADS (CALLS | --forever) [--listen]\n"
+          "       soak_target nursery CHILDREN THREADS\n");
   return 2;
 }
 
@@ -234,6 +378,7 @@ int loop(int argc, char** argv) {
   sigprocmask(SIG_BLOCK, &usr1, nullptr);
 
   std::vector<pid_t> children;
+  const pid_t parent = getpid();
   for (int p = 0; p < procs; ++p) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -241,6 +386,10 @@ int loop(int argc, char** argv) {
       return 3;
     }
     if (pid == 0) {
+      // A worker whose first process was killed would wait at its gate
+      // for ever: it goes with it.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(3);
       _exit(worker(shared, threads, quotas, static_cast<long>(p) * threads,
                    extra));
     }
@@ -320,5 +469,7 @@ int listen_once() {
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "loop") == 0) return loop(argc, argv);
   if (argc == 2 && strcmp(argv[1], "listen") == 0) return listen_once();
+  if (argc >= 2 && strcmp(argv[1], "spin") == 0) return spin_main(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "nursery") == 0) return nursery(argc, argv);
   return usage();
 }

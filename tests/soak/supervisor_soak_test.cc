@@ -16,46 +16,11 @@
 #include <thread>
 
 #include "tests/soak/soak_harness.h"
+#include "tests/soak/soak_runs.h"
 #include "tests/supervisor/options_harness.h"
 
 namespace keepalive::tests {
 namespace {
-
-// Why the supervisor cannot emulate socket() here (the only strategy that
-// traps socket() itself), in its own words; empty when it can.
-std::string why_no_emulation() {
-  Outcome check = run({supervise_path(), "--check"});
-  if (check.out.find("seccomp user notification: yes") == std::string::npos ||
-      check.out.find("ADDFD (emulation, Linux 5.9+): yes") ==
-          std::string::npos) {
-    return "keepalive-supervise cannot emulate socket() here:\n" +
-           check.transcript();
-  }
-  return "";
-}
-
-// The soak target's pid from its "started pid PID ..." line.
-pid_t target_pid(const std::string& started) {
-  return static_cast<pid_t>(word_as_int(started, 2));
-}
-
-std::vector<std::string> soak_loop(int procs, int threads,
-                                   std::vector<std::string> rest) {
-  std::vector<std::string> argv = {KEEPALIVE_SOAK_TARGET, "loop",
-                                   std::to_string(procs),
-                                   std::to_string(threads)};
-  argv.insert(argv.end(), rest.begin(), rest.end());
-  return supervised({"--strategy", "emulate"}, argv);
-}
-
-void expect_every_socket_kept_alive(const Options& result) {
-  EXPECT_EQ(result.at("failures"), 0)
-      << "first errno " << result.at("first_errno");
-  EXPECT_EQ(result.at("no_keepalive"), 0) << "sockets without SO_KEEPALIVE";
-  EXPECT_EQ(result.at("wrong"), 0)
-      << "socket() returned an fd that is not a new TCP socket";
-  EXPECT_EQ(result.at("fdleak"), 0) << "fds left in the target";
-}
 
 TEST_F(soak, supervisor_calls) {
   std::optional<bool> is_long = long_form();
