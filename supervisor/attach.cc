@@ -733,6 +733,16 @@ bool Attacher::scan() {
   // verdict does not depend on the listeners is judged on its first copy;
   // a connected one, under connect or listen mode, once every listening
   // socket is known (and copied again if it is to change).
+  // Listening sockets, to tell accepted connections from connected ones:
+  // those judged before, then those of this scan as they come (in socket
+  // mode, where the role is only shown, a connection met before its
+  // listener in the first scan shows as connected).
+  std::vector<Address> listeners;
+  for (const auto& [inode, known] : known_) {
+    if (known.listening && known.generation == generation_) {
+      listeners.push_back(known.local_address);
+    }
+  }
   std::unordered_set<ino_t> looked;
   std::vector<Look> deferred;
   for (const Found& f : found) {
@@ -741,23 +751,17 @@ bool Attacher::scan() {
     UniqueFd copy;
     std::optional<Look> look = look_at(f, &copy);
     if (!look) continue;
+    if (look->role == SocketRole::kListening) {
+      listeners.push_back(look->local_address);
+    }
     if (config_.mode == Mode::kSocket || look->role != SocketRole::kConnected) {
-      judge(*look, {}, std::move(copy));
+      judge(*look, listeners, std::move(copy));
     } else {
       dispose(std::move(copy));
       deferred.push_back(std::move(*look));
     }
   }
-  if (!deferred.empty()) {
-    // Listening sockets, to tell accepted connections from connected ones.
-    std::vector<Address> listeners;
-    for (const auto& [inode, known] : known_) {
-      if (known.listening && known.generation == generation_) {
-        listeners.push_back(known.local_address);
-      }
-    }
-    for (Look& look : deferred) judge(look, listeners, UniqueFd());
-  }
+  for (Look& look : deferred) judge(look, listeners, UniqueFd());
   std::erase_if(known_, [this](const auto& entry) {
     return entry.second.generation != generation_;
   });
