@@ -3,10 +3,12 @@
 
 #include <stdlib.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace keepalive::tests {
 
@@ -33,6 +35,15 @@ Sample sample_of(pid_t pid) {
   std::ifstream status(proc + "/status");
   for (std::string line; std::getline(status, line);) {
     if (line.starts_with("VmRSS:")) sample.rss_kib = atol(line.c_str() + 6);
+  }
+  return sample;
+}
+
+Sample settled_sample(pid_t pid, int want) {
+  Sample sample = sample_of(pid);
+  for (int i = 0; want >= 0 && sample.fds != want && i < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    sample = sample_of(pid);
   }
   return sample;
 }

@@ -37,6 +37,12 @@ struct Sample {
 };
 Sample sample_of(pid_t pid);
 
+// sample_of(pid), taken again (for up to about 200 ms) while its fd count
+// differs from `want`: a descriptor held for a call in flight (the task
+// cache's pidfd of a new thread, a /proc file) closes within that, a
+// leaked one stays. want < 0: the first look.
+Sample settled_sample(pid_t pid, int want);
+
 // "fds=[a,b,...] rss_kib=[x,y,...]".
 std::string describe(const std::vector<Sample>& samples);
 

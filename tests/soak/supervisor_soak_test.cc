@@ -40,7 +40,8 @@ TEST_F(soak, supervisor_calls) {
         supervisor.wait_line("checkpoint", checkpoint_bound);
     ASSERT_TRUE(line) << "no checkpoint " << k << "\n"
                       << supervisor.transcript();
-    samples.push_back(sample_of(supervisor.pid()));
+    samples.push_back(settled_sample(supervisor.pid(),
+                                     samples.empty() ? -1 : samples[0].fds));
     ASSERT_EQ(kill(target, SIGUSR1), 0) << strerror(errno);
   }
   std::optional<std::string> result = supervisor.wait_line("result", 30s);
