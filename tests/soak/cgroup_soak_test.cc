@@ -22,16 +22,6 @@
 namespace keepalive::tests {
 namespace {
 
-// The seed of this run, printed so that KEEPALIVE_SOAK_SEED can repeat it.
-unsigned seed_for(const std::string& test) {
-  const char* text = getenv("KEEPALIVE_SOAK_SEED");
-  unsigned seed = text != nullptr ? static_cast<unsigned>(atol(text))
-                                  : std::random_device{}();
-  std::cout << "soak." << test << ": KEEPALIVE_SOAK_SEED=" << seed
-            << std::endl;
-  return seed;
-}
-
 // What the fds of `pid` name, one "N -> TARGET" a line.
 std::string fd_targets(pid_t pid) {
   std::string text;

@@ -26,15 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-unsigned seed_for(const std::string& test) {
-  const char* text = getenv("KEEPALIVE_SOAK_SEED");
-  unsigned seed = text != nullptr ? static_cast<unsigned>(atol(text))
-                                  : std::random_device{}();
-  std::cout << "soak." << test << ": KEEPALIVE_SOAK_SEED=" << seed
-            << std::endl;
-  return seed;
-}
-
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }

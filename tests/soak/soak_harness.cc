@@ -7,6 +7,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -20,6 +22,15 @@ std::optional<bool> long_form() {
   ADD_FAILURE() << "KEEPALIVE_SOAK=" << form
                 << ": expected long or short (or unset)";
   return std::nullopt;
+}
+
+unsigned seed_for(const std::string& test) {
+  const char* text = getenv("KEEPALIVE_SOAK_SEED");
+  unsigned seed = text != nullptr ? static_cast<unsigned>(atol(text))
+                                  : std::random_device{}();
+  std::cout << "soak." << test << ": KEEPALIVE_SOAK_SEED=" << seed
+            << std::endl;
+  return seed;
 }
 
 Sample sample_of(pid_t pid) {

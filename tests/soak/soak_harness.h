@@ -29,6 +29,10 @@ inline long scaled(bool is_long, long short_value, long long_value) {
   return is_long ? long_value : short_value;
 }
 
+// The seed of soak.`test`'s random choices: KEEPALIVE_SOAK_SEED when set,
+// else a random one; printed either way, so that a run can be repeated.
+unsigned seed_for(const std::string& test);
+
 // One look at a process: its open descriptors (/proc/PID/fd) and resident
 // memory (VmRSS of /proc/PID/status, KiB); -1 where it could not be read.
 struct Sample {

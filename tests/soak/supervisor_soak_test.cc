@@ -134,11 +134,7 @@ TEST_F(soak, supervisor_stop_storm) {
   ASSERT_TRUE(is_long);
   if (std::string why = why_no_emulation(); !why.empty()) GTEST_SKIP() << why;
   // KEEPALIVE_SOAK_SEED repeats the intervals of an earlier run.
-  const char* seed_text = getenv("KEEPALIVE_SOAK_SEED");
-  unsigned seed = seed_text != nullptr ? static_cast<unsigned>(atol(seed_text))
-                                       : std::random_device{}();
-  std::cout << "soak.supervisor_stop_storm: KEEPALIVE_SOAK_SEED=" << seed
-            << std::endl;
+  unsigned seed = seed_for("supervisor_stop_storm");
   SCOPED_TRACE("KEEPALIVE_SOAK_SEED=" + std::to_string(seed));
   std::mt19937 random(seed);
   const int cycles = static_cast<int>(scaled(*is_long, 200, 2000));
