@@ -231,6 +231,16 @@ std::optional<bool> mode_takes(Mode mode, SocketRole role) {
   return false;
 }
 
+bool task_runs(const std::string& task_dir) {
+  std::ifstream stat(task_dir + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  size_t paren = text.rfind(')');  // the name may hold anything
+  char state = paren != std::string::npos && paren + 2 < text.size()
+                   ? text[paren + 2]
+                   : '?';
+  return state != 'Z' && state != 'X';
+}
+
 pid_t live_thread(pid_t pid) {
   std::string dir = "/proc/" + std::to_string(pid) + "/task";
   DIR* tasks = opendir(dir.c_str());
@@ -239,13 +249,7 @@ pid_t live_thread(pid_t pid) {
   while (dirent* entry = readdir(tasks)) {
     pid_t tid = atoi(entry->d_name);
     if (tid <= 0) continue;
-    std::ifstream stat(dir + "/" + entry->d_name + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), {});
-    size_t paren = text.rfind(')');
-    char state = paren != std::string::npos && paren + 2 < text.size()
-                     ? text[paren + 2]
-                     : '?';
-    if (state == 'Z' || state == 'X') continue;
+    if (!task_runs(dir + "/" + entry->d_name)) continue;
     if (tid == pid) {
       chosen = tid;
       break;

@@ -52,6 +52,10 @@ std::expected<std::vector<pid_t>, std::string> cgroup_processes(
 // Closes descriptors on a thread of its own (attach.cc).
 class Closer;
 
+// Whether the task whose /proc directory is `task_dir`
+// (/proc/PID/task/TID) is neither a zombie nor dead.
+bool task_runs(const std::string& task_dir);
+
 // A thread of `pid` that can make calls and whose /proc/PID/task/TID/fd
 // lists the descriptors: the leader unless it has exited (a zombie
 // leader's threads run on), else the first other one; `pid` if none.

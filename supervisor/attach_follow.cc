@@ -136,13 +136,7 @@ pid_t quiet_thread(pid_t pid) {
     pid_t tid = atoi(entry->d_name);
     if (tid <= 0) continue;
     std::string base = dir + "/" + entry->d_name;
-    std::ifstream stat(base + "/stat");
-    std::string text((std::istreambuf_iterator<char>(stat)), {});
-    size_t paren = text.rfind(')');
-    char state = paren != std::string::npos && paren + 2 < text.size()
-                     ? text[paren + 2]
-                     : '?';
-    if (state == 'Z' || state == 'X') continue;
+    if (!task_runs(base)) continue;
     if (fallback == 0 || tid == pid) fallback = tid;
     std::ifstream syscall_file(base + "/syscall");
     long nr = -1;
