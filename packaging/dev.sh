@@ -323,16 +323,8 @@ lint() {
 # in build-tsan/: the serving thread, the event loop, the agent. Too slow
 # for every run (about 12 minutes of build and 10 of tests on 2 cores).
 tsan_tests() {
-  local dir="$REPO/build-tsan" werror=OFF
-  [[ "${CI:-}" == true ]] && werror=ON
   log "the ThreadSanitizer build and its tests"
-  cmake -S "$REPO" -B "$dir" -DKEEPALIVE_SANITIZE=thread \
-    -DKEEPALIVE_WERROR="$werror" >/dev/null
-  cmake --build "$dir" -j "$(nproc)" >/dev/null
-  timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
-    ctest --test-dir "$dir" --output-on-failure --timeout 300 \
-    -L 'supervisor|agent' -LE 'vm|fuzz|soak' \
-    -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
+  sanitizer_run "$REPO/build-tsan" thread 'supervisor|agent' 'vm|fuzz|soak'
 }
 
 # The engine's suites again, built with AddressSanitizer and
@@ -340,16 +332,22 @@ tsan_tests() {
 # supervisor, the agent and the option model, where a memory error would
 # hide. The preload and packaging suites run only in the plain build.
 sanitized_tests() {
-  local dir="$REPO/build-sanitize" werror=OFF
-  [[ "${CI:-}" == true ]] && werror=ON
   log "the sanitizer build (ASan + UBSan) and its tests"
-  cmake -S "$REPO" -B "$dir" -DKEEPALIVE_SANITIZE=ON \
+  sanitizer_run "$REPO/build-sanitize" ON 'common|supervisor|agent' 'vm|fuzz'
+}
+
+# Builds the tree in DIR with -DKEEPALIVE_SANITIZE=VALUE and runs the tests
+# labelled LABELS but not EXCLUDED; a sanitizer's report fails its test.
+sanitizer_run() {
+  local dir="$1" value="$2" labels="$3" excluded="$4" werror=OFF
+  [[ "${CI:-}" == true ]] && werror=ON
+  cmake -S "$REPO" -B "$dir" -DKEEPALIVE_SANITIZE="$value" \
     -DKEEPALIVE_WERROR="$werror" >/dev/null
   cmake --build "$dir" -j "$(nproc)" >/dev/null
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     timeout --kill-after=30 "$TEST_TIMEOUT_SECONDS" \
     ctest --test-dir "$dir" --output-on-failure --timeout 300 \
-    -L 'common|supervisor|agent' -LE 'vm|fuzz' \
+    -L "$labels" -LE "$excluded" \
     -j "${CTEST_PARALLEL_LEVEL:-$(nproc)}"
 }
 
