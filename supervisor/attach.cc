@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "common/socket_options.h"
+#include "supervisor/error.h"
 #include "supervisor/exit_codes.h"
 #include "supervisor/log.h"
 #include "supervisor/setting_flags.h"
@@ -38,11 +39,6 @@ namespace {
 constexpr int kMaxCgroupDepth = 64;
 // SO_NETNS_COOKIE (Linux 5.14): which network namespace a socket is in.
 constexpr int kSoNetnsCookie = 71;
-
-std::string errno_text(int error) {
-  char buf[128];
-  return strerror_r(error, buf, sizeof buf);
-}
 
 // Reads a whole small file below `dirfd`; nullopt with errno set.
 std::optional<std::string> read_file_at(int dirfd, const char* name) {

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "common/unique_fd.h"
+#include "supervisor/error.h"
 #include "supervisor/filter.h"
 #include "supervisor/launch.h"
 #include "supervisor/listener.h"
@@ -26,11 +27,6 @@
 
 namespace keepalive {
 namespace {
-
-std::string errno_text(int err) {
-  char buf[128];
-  return strerror_r(err, buf, sizeof buf);
-}
 
 std::string yes_no(bool yes) { return yes ? "yes" : "no"; }
 

@@ -6,10 +6,14 @@
 
 namespace keepalive {
 
+std::string errno_text(int err) {
+  char buf[128];
+  return strerror_r(err, buf, sizeof buf);
+}
+
 std::string SysError::message() const {
   if (err == 0) return context;
-  char buf[128];
-  return context + ": " + strerror_r(err, buf, sizeof buf);
+  return context + ": " + errno_text(err);
 }
 
 std::unexpected<SysError> errno_error(std::string context) {

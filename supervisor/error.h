@@ -18,6 +18,9 @@ struct SysError {
 template <typename T>
 using Result = std::expected<T, SysError>;
 
+// strerror(err), thread-safe.
+std::string errno_text(int err);
+
 // The SysError for the current errno, with `context`.
 std::unexpected<SysError> errno_error(std::string context);
 
