@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "supervisor/caller_check.h"
 
+#include <errno.h>
+
 #include <string>
 #include <utility>
 
@@ -28,9 +30,16 @@ CallerCheck::Judgement CallerCheck::judge(const seccomp_notif& req) {
   if (TaskEntry* entry = tasks_.find(tid);
       entry != nullptr && entry->identity_known) {
     if (!entry->identity_matches) return Judgement::kDifferent;
-    return judge_placement(
-        req, entry,
-        same_placement(entry->placement, *own_placement_, &scratch_));
+    Result<bool> same =
+        same_placement(entry->placement, *own_placement_, &scratch_);
+    // ESRCH: the files are of a thread that has ended. Either the caller
+    // is dying (judge_placement sees the call withdrawn) or its tid was
+    // reused before the cache heard of the exit: judged anew below.
+    if (same || same.error().err != ESRCH) {
+      return judge_placement(req, entry, same);
+    }
+    if (!listener_.alive(req.id)) return Judgement::kGone;
+    tasks_.forget(tid);
   }
   // First socket of this thread (or first since it changed identity). The
   // pidfd and the placement files are opened before /proc is read so that,
@@ -83,6 +92,9 @@ CallerCheck::Judgement CallerCheck::judge_placement(const seccomp_notif& req,
                                                     TaskEntry* entry,
                                                     const Result<bool>& same) {
   if (same && *same) return Judgement::kSame;
+  // A caller killed mid-call cannot be read, or reads as a task leaving
+  // its cgroups: that is no placement to warn about.
+  if (!listener_.alive(req.id)) return Judgement::kGone;
   std::string pid = std::to_string(req.pid);
   if (!same) {
     warnings_.limited("placement-unreadable",
