@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
@@ -114,7 +115,10 @@ struct Agent::Container {
 };
 
 Agent::Agent(asio::io_context& io, AgentOptions options)
-    : io_(io), options_(std::move(options)), retry_(io) {
+    : io_(io),
+      options_(std::move(options)),
+      retry_(io),
+      spare_(open("/dev/null", O_RDONLY | O_CLOEXEC)) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   tag_prefix_ =
@@ -311,7 +315,12 @@ void Agent::accept_control() {
               *peer, asio::buffer(*text),
               [peer, text](const boost::system::error_code&, size_t) {});
         }
-        accept_control();
+        if (!error || shed_waiting(error, control_->native_handle(),
+                                   "a `keepalive-agent status` connection "
+                                   "unanswered")) {
+          return accept_control();
+        }
+        accept_later([this] { accept_control(); });
       });
 }
 
@@ -404,7 +413,12 @@ void Agent::accept_metrics() {
                     });
               });
         }
-        accept_metrics();
+        if (!error ||
+            shed_waiting(error, metrics_->native_handle(),
+                         "a metrics scrape unanswered")) {
+          return accept_metrics();
+        }
+        accept_later([this] { accept_metrics(); });
       });
 }
 
@@ -450,7 +464,8 @@ std::string Agent::metrics() const {
        "Sockets on which some option failed.",
        [](const HandlerStats& s) { return s.option_failures; }},
       {"keepalive_agent_unreachable_total",
-       "Calls whose socket could not be reached (pidfd_getfd refused).",
+       "Calls whose socket could not be reached (pidfd_getfd refused, or "
+       "the agent out of descriptors).",
        [](const HandlerStats& s) { return s.unreachable; }},
   };
   for (const Family& family : families) {
@@ -507,8 +522,14 @@ void Agent::accept_next() {
           read_state(connection);
           return accept_next();
         }
-        // Out of descriptors or memory, say: try again in a while rather
-        // than spin on a failing accept.
+        if (shed_waiting(error, acceptor_->native_handle(),
+                         "a runtime's connection untaken (its container's "
+                         "trapped calls fail with ENOSYS)")) {
+          ++refused_messages_;
+          return accept_next();
+        }
+        // Out of memory, say: try again in a while rather than spin on a
+        // failing accept.
         warnings_.limited(
             "accept", "accepting a runtime's connection: " + error.message());
         retry_.expires_after(std::chrono::milliseconds(100));
@@ -516,6 +537,45 @@ void Agent::accept_next() {
           if (!e) accept_next();
         });
       });
+}
+
+bool Agent::shed_waiting(const boost::system::error_code& error, int fd,
+                         const std::string& what) {
+  if (error.category() != boost::system::system_category() ||
+      (error.value() != EMFILE && error.value() != ENFILE)) {
+    return false;
+  }
+  spare_.reset();
+  int taken = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  int err = errno;
+  if (taken >= 0) close(taken);
+  spare_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  // Nothing waiting (EAGAIN) is shed too: accepting again waits.
+  if (taken < 0 && err != EAGAIN && err != EWOULDBLOCK) return false;
+  if (taken < 0) return true;
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  std::string table =
+      error.value() == ENFILE
+          ? "the system's file table is full"
+          : "out of file descriptors (RLIMIT_NOFILE " +
+                (limit.rlim_cur == RLIM_INFINITY
+                     ? std::string("unlimited")
+                     : std::to_string(limit.rlim_cur)) +
+                ", " + std::to_string(containers_.size()) +
+                (containers_.size() == 1 ? " container" : " containers") +
+                " served; raise it: LimitNOFILE=, ulimit -n)";
+  warnings_.limited("descriptors", table + ": closed " + what);
+  return true;
+}
+
+void Agent::accept_later(std::function<void()> again) {
+  auto timer = std::make_shared<asio::steady_timer>(
+      io_, std::chrono::milliseconds(100));
+  timer->async_wait([timer, again = std::move(again)](
+                        const boost::system::error_code& e) {
+    if (!e) again();
+  });
 }
 
 void Agent::read_state(std::shared_ptr<Connection> connection) {

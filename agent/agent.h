@@ -40,6 +40,18 @@
 
 namespace keepalive::agent {
 
+// Descriptors the agent needs beside those it inherits to serve its first
+// container, checked at start. Held for the whole run: Asio's epoll,
+// eventfd and timerfd, the runtimes' and the control socket, the signal
+// pipe, the spare (see Agent), the metrics socket, the service manager's
+// socket while notifying, and the shared option ring with its self-test
+// socket. One runtime's connection with the most fds it may send
+// (kMaxFds). One container: its listener, the watched duplicate, the task
+// cache's epoll set and its record. One call: the caller's pidfd, the copy
+// of its socket and a /proc file. Then room.
+inline constexpr int kAgentDescriptors =
+    12 + (1 + static_cast<int>(kMaxFds)) + 4 + 3 + 4;
+
 struct AgentOptions {
   std::string socket_path;
   // Where `keepalive-agent status` asks; empty: no control socket.
@@ -126,6 +138,16 @@ class Agent {
   // Answers each connection to the control socket with status().
   void accept_control();
   void accept_metrics();
+  // After accepting on `fd` failed with `error`: when that was for want of
+  // a descriptor, takes the waiting connection with the spare's room and
+  // closes it at once, logging why and that it closed `what`.
+  // True when one was shed: accepting again then waits for the next
+  // connection instead of failing at once.
+  bool shed_waiting(const boost::system::error_code& error, int fd,
+                    const std::string& what);
+  // Calls `again` after a pause: accepting failed for a reason that the
+  // next attempt could meet too.
+  void accept_later(std::function<void()> again);
   // Checks the peer and starts the message's deadline.
   void read_state(std::shared_ptr<Connection> connection);
   // Reads what has come whenever the connection is readable.
@@ -145,6 +167,11 @@ class Agent {
   OptionRing ring_;
   uint64_t refused_messages_ = 0;
   boost::asio::steady_timer retry_;  // accepting again after a failure
+  // Held open for the moment the table is full: closed, it makes room to
+  // take a waiting connection and close it, which then fails its
+  // container's trapped calls (ENOSYS) instead of leaving them waiting in
+  // a backlog nobody can accept from.
+  UniqueFd spare_;
   Warnings warnings_;
   ServiceManager service_;
   std::map<uint64_t, std::unique_ptr<Container>> containers_;

@@ -34,6 +34,17 @@ std::string shown(std::string_view text) {
   return quoted;
 }
 
+// Whether this process has no descriptor free: a duplicate of `fd` fails
+// with EMFILE.
+bool table_full(int fd) {
+  int probe = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (probe >= 0) {
+    close(probe);
+    return false;
+  }
+  return errno == EMFILE;
+}
+
 }  // namespace
 
 bool is_seccomp_listener(int fd) {
@@ -187,6 +198,7 @@ std::optional<Result<ContainerState>> StateReceiver::read_some(int sock) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::nullopt;
     if (n < 0) return errno_error("receiving from the runtime");
     // Whatever came, every fd is ours to close from here on.
+    const size_t held = fds_.size();
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
          c = CMSG_NXTHDR(&msg, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
@@ -198,6 +210,12 @@ std::optional<Result<ContainerState>> StateReceiver::read_some(int sock) {
       }
     }
     if (msg.msg_flags & MSG_CTRUNC) {
+      // The kernel installs what it can and drops the rest: more fds than
+      // the room given, or no descriptor free for the next one.
+      if (fds_.size() - held < kMaxFds && table_full(sock)) {
+        return std::unexpected(
+            SysError{EMFILE, "receiving the runtime's fds (raise RLIMIT_NOFILE)"});
+      }
       return invalid(
           "", "the runtime sent more than " + std::to_string(kMaxFds) + " fds");
     }

@@ -32,6 +32,7 @@
 #include "agent/profile.h"
 #include "common/settings.h"
 #include "supervisor/exit_codes.h"
+#include "supervisor/fd_limit.h"
 #include "supervisor/log.h"
 #include "supervisor/setting_flags.h"
 #include "supervisor/target.h"
@@ -380,6 +381,7 @@ int run(int argc, char** argv) {
   // name for an fd that was never passed must not land on one of ours.
   std::vector<NamedFd> inherited = inherited_fds();
   raise_fd_limit();
+  DescriptorBudget budget = reserve_descriptors(kAgentDescriptors);
   size_t kept = static_cast<size_t>(std::ranges::count_if(
       inherited,
       [](const NamedFd& fd) { return fd.name.starts_with(kListenerPrefix); }));
@@ -401,6 +403,16 @@ int run(int argc, char** argv) {
       return !fd.name.starts_with(kListenerPrefix) &&
              !fd.name.starts_with(kRecordPrefix);
     });
+  }
+  if (!budget.enough) {
+    // Refused now rather than later, when a container would wait on a
+    // connection the agent cannot take.
+    std::string why = describe_shortfall(budget, "the agent");
+    if (kept == 0) {
+      log_line(why);
+      return 1;
+    }
+    log_line(why + "; serving the containers taken over on");
   }
   AgentOptions& options = config.options;
   if (options.control_path.empty()) {

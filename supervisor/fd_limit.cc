@@ -41,11 +41,12 @@ DescriptorBudget reserve_descriptors(int descriptors) {
   return budget;
 }
 
-std::string describe_shortfall(const DescriptorBudget& budget) {
+std::string describe_shortfall(const DescriptorBudget& budget,
+                               const std::string& who) {
   if (budget.error != 0) {
     return std::string("RLIMIT_NOFILE: ") + strerrordesc_np(budget.error);
   }
-  return "RLIMIT_NOFILE: the supervisor needs " +
+  return "RLIMIT_NOFILE: " + who + " needs " +
          std::to_string(budget.needed) +
          " file descriptors, the hard limit is " +
          std::to_string(budget.original.rlim_max) +

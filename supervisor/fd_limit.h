@@ -40,8 +40,9 @@ struct DescriptorBudget {
 DescriptorBudget reserve_descriptors(int descriptors);
 
 // The line explaining why `budget` is not enough, without the program name:
-// "RLIMIT_NOFILE: the supervisor needs N file descriptors, the hard limit
-// is H (raise it with ulimit -n)".
-std::string describe_shortfall(const DescriptorBudget& budget);
+// "RLIMIT_NOFILE: WHO needs N file descriptors, the hard limit is H (raise
+// it with ulimit -n)".
+std::string describe_shortfall(const DescriptorBudget& budget,
+                               const std::string& who = "the supervisor");
 
 }  // namespace keepalive

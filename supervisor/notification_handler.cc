@@ -2,6 +2,7 @@
 #include "supervisor/notification_handler.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include <utility>
@@ -102,6 +103,7 @@ Verdict NotificationHandler::emulate_socket(const seccomp_notif& req) {
   if (!sock.valid()) {
     // Our own limits (RLIMIT_NOFILE, memory) are not the target's: let the
     // kernel run the call as the target.
+    note_own_shortage(req, errno, "socket()");
     return Verdict::let_through();
   }
   ApplyReport report =
@@ -149,7 +151,10 @@ Verdict NotificationHandler::apply_in_place(const seccomp_notif& req,
   TaskPidfd opened;
   if (entry == nullptr) {
     Result<TaskPidfd> pidfd = open_task_pidfd(tid);
-    if (!pidfd) return Verdict::let_through();
+    if (!pidfd) {
+      note_own_shortage(req, pidfd.error().err, "pidfd_open");
+      return Verdict::let_through();
+    }
     opened = std::move(*pidfd);
   }
   int pidfd = entry != nullptr ? entry->pidfd.get() : opened.fd.get();
@@ -179,6 +184,7 @@ Verdict NotificationHandler::apply_in_place(const seccomp_notif& req,
                          "seccomp profile or ptrace restriction; --strategy "
                          "emulate works without it)");
     }
+    note_own_shortage(req, err, "pidfd_getfd");
     // EBADF and the like: the call fails in the kernel exactly as it would.
     return Verdict::let_through();
   }
@@ -213,6 +219,18 @@ Verdict NotificationHandler::note_io_uring(const seccomp_notif& req) {
                      "makes io_uring_setup fail with ENOSYS so programs "
                      "fall back)");
   return Verdict::let_through();
+}
+
+void NotificationHandler::note_own_shortage(const seccomp_notif& req, int err,
+                                            const char* call) {
+  if (err != EMFILE && err != ENFILE) return;
+  ++stats_.unreachable;
+  warnings_.limited(
+      "descriptors",
+      options_.log_label + "pid " + std::to_string(req.pid) +
+          "'s socket gets no options: " + call + ": " + strerrordesc_np(err) +
+          (err == EMFILE ? " (raise RLIMIT_NOFILE: ulimit -n, LimitNOFILE=)"
+                         : " (the system's file table is full)"));
 }
 
 void NotificationHandler::note_options_path() {

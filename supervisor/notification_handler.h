@@ -50,7 +50,8 @@ struct HandlerStats {
   uint64_t in_place = 0;  // TCP sockets of the caller's given options
   uint64_t emulated = 0;  // sockets created and injected with options
   // Sockets on which some option failed, and calls whose socket could not
-  // be reached (pidfd_getfd refused, say): those went on without options.
+  // be reached (pidfd_getfd refused, or our descriptor table full): those
+  // went on without options.
   uint64_t option_failures = 0;
   uint64_t unreachable = 0;
   // Emulated sockets left in a target whose call a signal withdrew after
@@ -95,6 +96,10 @@ class NotificationHandler {
   Verdict emulate_socket(const seccomp_notif& req);
   Verdict apply_in_place(const seccomp_notif& req, Mode mode);
   Verdict note_io_uring(const seccomp_notif& req);
+  // Logs (rate-limited) that the socket of `req` gets no options because
+  // our own descriptor table, or the system's, is full (`err` EMFILE or
+  // ENFILE from `call`); other errors say nothing.
+  void note_own_shortage(const seccomp_notif& req, int err, const char* call);
   // With -v: says once why options are not set through io_uring.
   void note_options_path();
   // Logs each option that failed, once per option, value and errno.

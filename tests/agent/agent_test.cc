@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -137,6 +138,42 @@ TEST(StateReceiverTest, RefusesAHugeMessage) {
   ASSERT_TRUE(got.has_value()) << "never refused";
   ASSERT_FALSE(*got);
   EXPECT_NE(got->error().message().find("larger than"), std::string::npos);
+}
+
+// Out of descriptors, the kernel drops the fds it cannot install and says
+// MSG_CTRUNC, as it does for too many: the agent says which it was. In a
+// child process, whose fd table is made full by its soft limit.
+TEST(StateReceiverTest, NamesAFullDescriptorTable) {
+  int pair[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  std::string json = state_json();
+  UniqueFd listener = make_listener();
+  ASSERT_EQ(send_with_fd(theirs.get(), json.data(), json.size(),
+                         listener.get()),
+            static_cast<ssize_t>(json.size()));
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The lowest free fd as the limit: every fd below it is open.
+    int lowest = fcntl(ours.get(), F_DUPFD_CLOEXEC, 0);
+    close(lowest);
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = static_cast<rlim_t>(lowest);
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(2);
+    StateReceiver receiver;
+    std::optional<Result<ContainerState>> got = receiver.read_some(ours.get());
+    bool named = got.has_value() && !*got && got->error().err == EMFILE &&
+                 got->error().message().find("Too many open files") !=
+                     std::string::npos;
+    _exit(named ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "1: read_some did not say EMFILE; 2: setrlimit failed";
 }
 
 // A record is checked as the runtime's message is: whoever could put an

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <iostream>
 #include <sstream>
 
@@ -166,6 +167,39 @@ TEST_F(soak, supervisor_fd_limit) {
   EXPECT_GT(lowest_run, 0) << "the supervisor never ran";
 }
 
+// keepalive-agent at hard and soft RLIMIT_NOFILE `n`, its sockets in
+// `dir`: listening (true), or refused with one line and 1 (false; 127 and
+// the loader's line at 3).
+bool start_limited_agent(int n, const std::string& dir,
+                         std::unique_ptr<Child>& agent) {
+  const std::string sock = dir + "/agent.sock";
+  agent = std::make_unique<Child>(
+      limited(n, n, {KEEPALIVE_AGENT, "--socket", sock, "--control",
+                     dir + "/control.sock"}));
+  // Not "listening on PATH: open: Too many open files".
+  if (agent->wait_for_output("listening on " + sock + "\n", 3s) &&
+      agent->running()) {
+    return true;
+  }
+  std::optional<int> status = agent->wait_exit(3s);
+  EXPECT_TRUE(status) << "neither listening nor gone\n" << agent->transcript();
+  std::string said = without_sanitizer_noise(agent->err());
+  EXPECT_TRUE(one_line(said)) << agent->transcript();
+  if (status && (*status != 127 || n != 3)) {
+    EXPECT_EQ(*status, 1) << agent->transcript();
+    EXPECT_TRUE(said.starts_with("keepalive-agent: RLIMIT_NOFILE: "))
+        << agent->transcript();
+  }
+  return false;
+}
+
+// Whether `agent` said that it ran out of descriptors (a container went
+// without its options, or failed its trapped call, because of it).
+bool said_out_of_descriptors(Child& agent) {
+  return agent.wait_for_output("Too many open files", 200ms) ||
+         agent.err().find("RLIMIT_NOFILE") != std::string::npos;
+}
+
 TEST_F(soak, agent_fd_limit) {
   std::optional<bool> is_long = long_form();
   ASSERT_TRUE(is_long);
@@ -174,93 +208,162 @@ TEST_F(soak, agent_fd_limit) {
   if (check.exit_code() != 0) {
     GTEST_SKIP() << "keepalive-agent cannot work here:\n" << check.transcript();
   }
+  // The agent needs 32 descriptors beside the 3 it inherits here
+  // (kAgentDescriptors): the limits around that, and far below.
   std::vector<int> limits =
       *is_long ? std::vector<int>{}
-               : std::vector<int>{3, 4, 6, 8, 10, 12, 14, 16, 20};
-  for (int n = 3; *is_long && n <= 32; ++n) limits.push_back(n);
+               : std::vector<int>{3, 8, 16, 24, 32, 34, 35, 36, 37, 40, 64};
+  for (int n = 3; *is_long && n <= 64; ++n) limits.push_back(n);
   // The first container makes the agent open what it keeps for good (its
   // fds are counted from the second on).
   const int containers = static_cast<int>(scaled(*is_long, 2, 4));
-  const milliseconds container_bound = *is_long ? 3s : 500ms;
+  const milliseconds container_bound = *is_long ? 3s : 1s;
 
+  // 1. Containers one after the other, at each limit.
   std::vector<int> refused, served, hung, unexplained;
   std::string first_hang, first_unexplained;
   // Each limit once in the figures, however many containers it had.
   auto note = [](std::vector<int>& list, int n) {
     if (list.empty() || list.back() != n) list.push_back(n);
   };
+  // A container that neither got its options nor failed with the agent
+  // saying why.
+  auto judge = [&](int n, const std::string& what, const Outcome& c,
+                   Child& agent) {
+    if (c.timed_out) {
+      note(hung, n);
+      if (first_hang.empty()) {
+        first_hang = what + "still in listen() after " +
+                     std::to_string(container_bound.count()) + " ms\n";
+      }
+      return;
+    }
+    // Without its options (keepalive=0) or failed (listen errno=38): the
+    // agent must have said why, naming the descriptor limit.
+    if (!said_out_of_descriptors(agent)) {
+      note(unexplained, n);
+      if (first_unexplained.empty()) {
+        first_unexplained = what + c.transcript() +
+                            "and the agent said nothing about it:\n" +
+                            agent.transcript();
+      }
+    }
+  };
   auto start = std::chrono::steady_clock::now();
   for (int n : limits) {
     SCOPED_TRACE("nofile " + std::to_string(n));
     std::string dir = path("n" + std::to_string(n));
     ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
-    const std::string sock = dir + "/agent.sock";
-    const std::string control = dir + "/control.sock";
-    Child agent(limited(n, n, {KEEPALIVE_AGENT, "--socket", sock, "--control",
-                               control}));
-    // Not "listening on PATH: open: Too many open files".
-    if (!agent.wait_for_output("listening on " + sock + "\n", 3s) ||
-        !agent.running()) {
-      std::optional<int> status = agent.wait_exit(3s);
-      ASSERT_TRUE(status) << "neither listening nor gone\n"
-                          << agent.transcript();
+    std::unique_ptr<Child> agent;
+    if (!start_limited_agent(n, dir, agent)) {
       refused.push_back(n);
-      std::string said = without_sanitizer_noise(agent.err());
-      EXPECT_TRUE(one_line(said)) << agent.transcript();
-      if (*status != 127 || n != 3) {
-        EXPECT_EQ(*status, 1) << agent.transcript();
-        EXPECT_TRUE(said.starts_with("keepalive-agent: "))
-            << agent.transcript();
-      }
       continue;
     }
+    // An agent started serves its first container.
+    bool first_served = false;
     Sample before;
     for (int i = 1; i <= containers; ++i) {
       if (i == 2) {
-        wait_until_idle(control, 500ms);
-        before = sample_of(agent.pid());
+        wait_until_idle(dir + "/control.sock", 500ms);
+        before = sample_of(agent->pid());
       }
-      Outcome c = run({KEEPALIVE_OCI_RUNTIME, sock,
+      Outcome c = run({KEEPALIVE_OCI_RUNTIME, dir + "/agent.sock",
                        "n" + std::to_string(n) + "-" + std::to_string(i), "--",
                        KEEPALIVE_SOAK_TARGET, "listen"},
                       {}, container_bound);
       if (c.exit_code() == 0 && c.out == "keepalive=1\n") {
         note(served, n);
+        first_served = first_served || i == 1;
         continue;
       }
-      std::string what = "nofile " + std::to_string(n) + ", container " +
-                         std::to_string(i) + ": ";
-      if (c.timed_out) {
-        note(hung, n);
-        if (first_hang.empty()) {
-          first_hang = what + "still in listen() after " +
-                          std::to_string(container_bound.count()) + " ms\n";
-        }
-        continue;
-      }
-      // Without its options (keepalive=0) or failed (listen errno=38):
-      // the agent must have said why, naming the descriptor limit.
-      bool said = agent.wait_for_output("Too many open files", 200ms) ||
-                  agent.err().find("RLIMIT_NOFILE") != std::string::npos;
-      if (!said) {
-        note(unexplained, n);
-        if (first_unexplained.empty()) {
-          first_unexplained = what + c.transcript() +
-                          "and the agent said nothing about it:\n" +
-                          agent.transcript();
-        }
-      }
+      judge(n, "nofile " + std::to_string(n) + ", container " +
+                   std::to_string(i) + ": ",
+            c, *agent);
     }
+    EXPECT_TRUE(first_served) << agent->transcript();
     // The agent's own descriptors come back (500 ms for the last
     // container's exit to reach it; an agent that cannot accept never
     // answers).
-    wait_until_idle(control, 500ms);
-    Sample after = sample_of(agent.pid());
+    wait_until_idle(dir + "/control.sock", 500ms);
+    Sample after = sample_of(agent->pid());
     EXPECT_EQ(after.fds, before.fds) << "the agent's fds before and after";
-    EXPECT_TRUE(agent.running()) << agent.transcript();
-    agent.signal_group(SIGTERM);
-    EXPECT_EQ(agent.wait_exit(5s), 0) << agent.transcript();
+    EXPECT_TRUE(agent->running()) << agent->transcript();
+    agent->signal_group(SIGTERM);
+    EXPECT_EQ(agent->wait_exit(5s), 0) << agent->transcript();
   }
+
+  // 2. A crowd at the lowest limit served: containers that stay, each
+  // costing the agent a few descriptors, until it has none. Each gets its
+  // options, or goes without them or fails (its listen() with ENOSYS, or
+  // its runtime's hand-over) with the agent saying why;
+  // none waits. Once they are gone, the agent serves again with the
+  // descriptors it had.
+  ASSERT_FALSE(served.empty()) << "the agent served at no limit";
+  const int n = served.front();
+  SCOPED_TRACE("crowd at nofile " + std::to_string(n));
+  const std::string dir = path("crowd");
+  ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+  std::unique_ptr<Child> agent;
+  ASSERT_TRUE(start_limited_agent(n, dir, agent));
+  auto one_container = [&](const std::string& id) {
+    return run({KEEPALIVE_OCI_RUNTIME, dir + "/agent.sock", id, "--",
+                KEEPALIVE_SOAK_TARGET, "listen"},
+               {}, container_bound);
+  };
+  Outcome warm = one_container("crowd-first");
+  EXPECT_EQ(warm.out, "keepalive=1\n") << warm.transcript();
+  wait_until_idle(dir + "/control.sock", 500ms);
+  Sample before = sample_of(agent->pid());
+  const int crowd_size = static_cast<int>(scaled(*is_long, 16, 40));
+  std::vector<std::unique_ptr<Child>> crowd;
+  int crowd_served = 0, crowd_failed = 0;
+  for (int i = 1; i <= crowd_size; ++i) {
+    std::string what = "crowd container " + std::to_string(i) + ": ";
+    crowd.push_back(std::make_unique<Child>(std::vector<std::string>{
+        KEEPALIVE_OCI_RUNTIME, dir + "/agent.sock",
+        "crowd-" + std::to_string(i), "--", KEEPALIVE_SOAK_TARGET, "listen",
+        "--hold"}));
+    Child& c = *crowd.back();
+    std::optional<std::string> line = c.wait_line("", container_bound);
+    if (line == "keepalive=1") {
+      ++crowd_served;
+      continue;
+    }
+    // No line: the output ended (the runtime failed) or never came.
+    if (!line && !c.wait_exit(container_bound)) {
+      note(hung, n);
+      if (first_hang.empty()) {
+        first_hang = what + "still in listen() after " +
+                     std::to_string(container_bound.count()) + " ms\n";
+      }
+      continue;
+    }
+    // Without its options (keepalive=0), its listen() failed (errno=38),
+    // or the runtime's message cut short (the runtime fails: SIGPIPE).
+    ++crowd_failed;
+    if (!said_out_of_descriptors(*agent)) {
+      note(unexplained, n);
+      if (first_unexplained.empty()) {
+        first_unexplained = what + c.transcript() +
+                            "and the agent said nothing about it:\n" +
+                            agent->transcript();
+      }
+    }
+  }
+  for (auto& c : crowd) c->close_stdin();
+  for (auto& c : crowd) EXPECT_TRUE(c->wait_exit(5s)) << c->transcript();
+  EXPECT_EQ(wait_until_idle(dir + "/control.sock", 2s), "")
+      << "the agent still serves the crowd after it exited";
+  Sample after = settled_sample(agent->pid(), before.fds);
+  EXPECT_EQ(after.fds, before.fds) << "the agent's fds before and after";
+  Outcome again = one_container("crowd-after");
+  EXPECT_EQ(again.out, "keepalive=1\n")
+      << "the agent serves no more after running out of descriptors\n"
+      << again.transcript() << agent->transcript();
+  EXPECT_TRUE(agent->running()) << agent->transcript();
+  agent->signal_group(SIGTERM);
+  EXPECT_EQ(agent->wait_exit(5s), 0) << agent->transcript();
+
   double seconds = std::chrono::duration<double>(
                        std::chrono::steady_clock::now() - start)
                        .count();
@@ -269,13 +372,18 @@ TEST_F(soak, agent_fd_limit) {
           << " limits=" << limits.size() << " containers_each=" << containers
           << " seconds=" << seconds << " refused_at=" << join(refused)
           << " served_at=" << join(served) << " hung_at=" << join(hung)
-          << " unexplained_at=" << join(unexplained);
+          << " unexplained_at=" << join(unexplained) << "; crowd at nofile "
+          << n << ": " << crowd_served << " served, " << crowd_failed
+          << " failed of " << crowd_size << ", agent fds " << before.fds
+          << " before and " << after.fds << " after";
   std::cout << figures.str() << std::endl;
-  EXPECT_TRUE(hung.empty()) << "containers hung in a trapped listen(): "
+  EXPECT_TRUE(hung.empty()) << "containers hung in a trapped call: "
                             << first_hang;
   EXPECT_TRUE(unexplained.empty())
       << "containers ran without options and nothing said why: "
       << first_unexplained;
+  EXPECT_GT(crowd_failed, 0) << "the crowd never used up the agent's "
+                                "descriptors: the shedding went untested";
 }
 
 }  // namespace

@@ -13,9 +13,10 @@
 //   soak_target loop PROCS THREADS --until-eof [--warmup CALLS]
 //       The same, in two slices: CALLS sockets per thread (100 by default),
 //       checkpoint 1; then sockets until stdin reaches EOF, checkpoint 2.
-//   soak_target listen
+//   soak_target listen [--hold]
 //       One listening TCP socket on an ephemeral loopback port; prints
-//       "keepalive=K" and exits 0 if K is 1.
+//       "keepalive=K" and exits 0 if K is 1; with --hold, once stdin
+//       reaches EOF.
 //   soak_target spin THREADS (CALLS | --forever) [--listen]
 //       One process of THREADS threads making CALLS TCP sockets in all (or
 //       until killed), each checked as loop does; with --listen each is
@@ -324,7 +325,7 @@ int usage() {
   fprintf(stderr,
           "usage: soak_target loop PROCS THREADS CALLS [--checkpoints K]\n"
           "       soak_target loop PROCS THREADS --until-eof [--warmup N]\n"
-          "       soak_target listen\n"
+          "       soak_target listen [--hold]\n"
           "       soak_target spin THREADS (CALLS | --forever) [--listen]\n"
           "       soak_target nursery CHILDREN THREADS\n");
   return 2;
@@ -445,7 +446,8 @@ int loop(int argc, char** argv) {
   return children_ok && shared.failures == 0 && shared.fdleak == 0 ? 0 : 1;
 }
 
-int listen_once() {
+// `hold`: then waits for EOF on stdin, the socket and the process kept.
+int listen_once(bool hold) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     say("socket errno=%d", errno);
@@ -461,6 +463,8 @@ int listen_once() {
   }
   int keepalive = sockopt(fd, SO_KEEPALIVE);
   say("keepalive=%d", keepalive);
+  for (char c = 0; hold && read(STDIN_FILENO, &c, 1) > 0;) {
+  }
   return keepalive == 1 ? 0 : 1;
 }
 
@@ -468,7 +472,11 @@ int listen_once() {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "loop") == 0) return loop(argc, argv);
-  if (argc == 2 && strcmp(argv[1], "listen") == 0) return listen_once();
+  if (argc == 2 && strcmp(argv[1], "listen") == 0) return listen_once(false);
+  if (argc == 3 && strcmp(argv[1], "listen") == 0 &&
+      strcmp(argv[2], "--hold") == 0) {
+    return listen_once(true);
+  }
   if (argc >= 2 && strcmp(argv[1], "spin") == 0) return spin_main(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "nursery") == 0) return nursery(argc, argv);
   return usage();
