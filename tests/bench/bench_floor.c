@@ -8,17 +8,37 @@
  *                                      ADDFD + SEND
  *   bench_floor blocking -- CMD ARGS   as emulate, but waiting in a
  *                                      blocking RECV instead of poll()
+ *   bench_floor emulate-options -- CMD ARGS
+ *                                      emulate, with the five keepalive
+ *                                      options set on the socket (one
+ *                                      setsockopt each) before ADDFD:
+ *                                      the job of keepalive-supervise
+ *                                      --strategy emulate, nothing more
+ *   bench_floor continue-options -- CMD ARGS
+ *                                      trap connect() and listen(), copy
+ *                                      the caller's fd (pidfd_getfd), set
+ *                                      the five options on it, close the
+ *                                      copy, answer CONTINUE: the job of
+ *                                      --strategy continue
+ *   bench_floor reply -- CMD ARGS      trap getppid() and answer it (0)
+ *                                      without running it: one round trip
+ *                                      through a supervisor, the figure
+ *                                      `perf bench sched seccomp-notify`
+ *                                      gives (perf 6.3 and later)
  *
  * With --killable before the `--`, the filter also asks for
  * WAIT_KILLABLE_RECV (Linux 5.19+), as keepalive-supervise does: a call
  * the supervisor has received is then interrupted by fatal signals only,
  * and the EINTR window shrinks to the time between the trap and the RECV.
  *
- * Only TCP socket() calls are trapped (arch x86_64, domain AF_INET or
- * AF_INET6, (type & 0xf) == SOCK_STREAM); everything else is allowed in
- * the kernel. Per notification the loop does nothing beyond poll, RECV and
- * the answer (plus socket() and close() of its own copy when emulating):
- * no options, no identity checks, no logging. The listener asks for
+ * The socket variants trap TCP socket() calls only (arch x86_64, domain
+ * AF_INET or AF_INET6, (type & 0xf) == SOCK_STREAM); everything else is
+ * allowed in the kernel. Per notification the loop does nothing beyond
+ * poll, RECV and the answer (plus socket(), the options and close() of its
+ * own copy when emulating): no identity checks, no logging, and
+ * continue-options takes every connect() and listen() for TCP and uses one
+ * pidfd, of CMD, for all (CMD's threads share its fd table; its children
+ * get no options). The listener asks for
  * SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, as keepalive-supervise does; that
  * flag makes the target's wake-up of a poll() waiter, and our reply's
  * wake-up of the target, stay on the current CPU, but a task blocked in
@@ -36,6 +56,8 @@
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
@@ -67,9 +89,17 @@
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
 
-enum variant { CONTINUE, EMULATE, BLOCKING };
+enum variant {
+  CONTINUE,
+  EMULATE,
+  BLOCKING,
+  EMULATE_OPTIONS,
+  CONTINUE_OPTIONS,
+  REPLY
+};
 
 static pid_t child;
+static int child_pidfd = -1; /* continue-options */
 
 static void die(const char* what) {
   fprintf(stderr, "bench_floor: %s: %s\n", what, strerror(errno));
@@ -91,12 +121,12 @@ static void on_sigchld(int sig) {
 #define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
 #endif
 
-static int install_filter(int killable) {
+static int install_filter(int killable, enum variant variant) {
 /* Jump offsets count from the next instruction: the last two are "allow"
  * (10) and "notify" (11). An argument's low 32 bits are its first word
  * (little endian). */
 #define ARG_LOW(n) (offsetof(struct seccomp_data, args) + 8 * (n))
-  struct sock_filter code[] = {
+  struct sock_filter socket_code[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 8),
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
@@ -110,8 +140,35 @@ static int install_filter(int killable) {
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
   };
+  /* connect() and listen(): "allow" is 5, "notify" 6. */
+  struct sock_filter connect_code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_listen, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+  };
+  /* getppid(): "allow" is 4, "notify" 5. */
+  struct sock_filter reply_code[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 2),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+  };
 #undef ARG_LOW
-  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+  struct sock_fprog prog = {sizeof socket_code / sizeof socket_code[0],
+                            socket_code};
+  if (variant == CONTINUE_OPTIONS) {
+    prog.len = sizeof connect_code / sizeof connect_code[0];
+    prog.filter = connect_code;
+  } else if (variant == REPLY) {
+    prog.len = sizeof reply_code / sizeof reply_code[0];
+    prog.filter = reply_code;
+  }
   return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
                  SECCOMP_FILTER_FLAG_NEW_LISTENER |
                      (killable ? SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV : 0),
@@ -121,10 +178,10 @@ static int install_filter(int killable) {
 /* In the child: filter, hand the listener over, exec. Between the filter
  * and the hand-over only untrapped calls (sendmsg, close) are made. */
 static void run_target(int sock, char** argv, const sigset_t* mask,
-                       int killable) {
+                       int killable, enum variant variant) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     die("prctl(PR_SET_NO_NEW_PRIVS)");
-  int listener = install_filter(killable);
+  int listener = install_filter(killable, variant);
   if (listener < 0) die("seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)");
   char control[CMSG_SPACE(sizeof(int))] = {0};
   char byte = 0;
@@ -163,6 +220,23 @@ static int receive_listener(int sock) {
   return fd;
 }
 
+/* The five options keepalive-supervise sets by default, one setsockopt
+ * each: SO_KEEPALIVE, TCP_KEEPIDLE 15, TCP_KEEPINTVL 15, TCP_KEEPCNT 9,
+ * TCP_USER_TIMEOUT 150000 ms. */
+static void set_options(int fd) {
+  static const struct {
+    int level, name, value;
+  } options[] = {{SOL_SOCKET, SO_KEEPALIVE, 1},
+                 {IPPROTO_TCP, TCP_KEEPIDLE, 15},
+                 {IPPROTO_TCP, TCP_KEEPINTVL, 15},
+                 {IPPROTO_TCP, TCP_KEEPCNT, 9},
+                 {IPPROTO_TCP, TCP_USER_TIMEOUT, 150000}};
+  for (size_t i = 0; i < sizeof options / sizeof options[0]; ++i) {
+    setsockopt(fd, options[i].level, options[i].name, &options[i].value,
+               sizeof options[i].value);
+  }
+}
+
 /* ENOENT from SEND or ADDFD: the target's call was interrupted (or the
  * target died); nothing to answer. */
 static void answer(int listener, enum variant variant,
@@ -170,7 +244,19 @@ static void answer(int listener, enum variant variant,
                    struct seccomp_notif_resp* resp, size_t resp_size) {
   memset(resp, 0, resp_size);
   resp->id = req->id;
-  if (variant == CONTINUE) {
+  if (variant == REPLY) {
+    ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
+    return;
+  }
+  if (variant == CONTINUE || variant == CONTINUE_OPTIONS) {
+    if (variant == CONTINUE_OPTIONS) {
+      int copy = (int)syscall(SYS_pidfd_getfd, child_pidfd,
+                              (int)req->data.args[0], 0);
+      if (copy >= 0) {
+        set_options(copy);
+        close(copy);
+      }
+    }
     resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
     ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
     return;
@@ -179,6 +265,7 @@ static void answer(int listener, enum variant variant,
   int fd = socket((int)req->data.args[0], type | SOCK_CLOEXEC,
                   (int)req->data.args[2]);
   if (fd >= 0) {
+    if (variant == EMULATE_OPTIONS) set_options(fd);
     /* SOCK_NONBLOCK travels with the file; close-on-exec is per fd. */
     struct seccomp_notif_addfd addfd = {
         .id = req->id,
@@ -248,6 +335,12 @@ int main(int argc, char** argv) {
     variant = EMULATE;
   } else if (strcmp(argv[1], "blocking") == 0) {
     variant = BLOCKING;
+  } else if (strcmp(argv[1], "emulate-options") == 0) {
+    variant = EMULATE_OPTIONS;
+  } else if (strcmp(argv[1], "continue-options") == 0) {
+    variant = CONTINUE_OPTIONS;
+  } else if (strcmp(argv[1], "reply") == 0) {
+    variant = REPLY;
   } else {
     goto usage;
   }
@@ -270,9 +363,13 @@ int main(int argc, char** argv) {
   if (child < 0) die("fork");
   if (child == 0) {
     close(pair[0]);
-    run_target(pair[1], command, &original, killable);
+    run_target(pair[1], command, &original, killable, variant);
   }
   close(pair[1]);
+  if (variant == CONTINUE_OPTIONS) {
+    child_pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    if (child_pidfd < 0) die("pidfd_open");
+  }
   int listener = receive_listener(pair[0]);
   close(pair[0]);
   sigprocmask(SIG_UNBLOCK, &chld, NULL);
@@ -285,7 +382,7 @@ int main(int argc, char** argv) {
 
 usage:
   fprintf(stderr,
-          "usage: bench_floor continue|emulate|blocking [--killable] -- CMD "
-          "[ARGS]\n");
+          "usage: bench_floor continue|emulate|blocking|emulate-options|"
+          "continue-options|reply [--killable] -- CMD [ARGS]\n");
   return 2;
 }

@@ -8,10 +8,16 @@ time) the ratio is cost / bare cost: lower is better. For throughput it is
 throughput / bare throughput: higher is better. Prints one table, and
 writes results.csv and chart.png (gnuplot) into --out.
 
-Beside the modes, two yardsticks measured in the same run: the cost of the
-cheapest system call on this machine, and "floor" rows for socket(): the
-cheapest seccomp-notify supervisor possible (bench_floor), which traps
-socket() and does nothing but answer it. The supervisor cannot beat them.
+Beside the modes, yardsticks measured in the same run: the cost of the
+cheapest system call on this machine, one round trip through a supervisor
+(`floor reply`, and `perf bench sched seccomp-notify` where perf has it),
+and "floor" rows: the simplest seccomp-notify supervisors (bench_floor).
+`floor continue` and `floor emulate` only answer (CONTINUE, or a socket
+without options); `floor emulate+options` and `floor continue+options` do
+exactly the supervisor's job for each strategy (the five options, nothing
+else). Every supervised row is also given as a ratio to the floor doing
+its job ("vs floor": the mode's cost over the floor's, time per operation
+for throughput rows too; 1.00x is the floor itself).
 
 Runs inside a private network namespace when it can (unshare -n), so that
 thousands of short loopback connections leave nothing behind on the host.
@@ -27,6 +33,15 @@ import tempfile
 import time
 
 COST, THROUGHPUT = "cost", "throughput"
+
+# The floor that does each supervised mode's job, for "vs floor".
+FLOOR_OF = {
+    "supervise emulate": "floor emulate+options",
+    "supervise continue": "floor continue+options",
+    "supervise": "floor emulate+options",
+    "agent, 1 container": "floor continue+options",
+    "agent, 100 containers": "floor continue+options",
+}
 
 
 def metrics_of(text):
@@ -57,6 +72,11 @@ class Runner:
             ("floor continue", [floor, "continue", "--"], {}),
             ("floor emulate", [floor, "emulate", "--"], {}),
             ("floor blocking", [floor, "blocking", "--"], {}),
+        ]
+        # The floors doing the supervisor's job, strategy by strategy.
+        self.job_floors = [
+            ("floor emulate+options", [floor, "emulate-options", "--"], {}),
+            ("floor continue+options", [floor, "continue-options", "--"], {}),
         ]
         self.server_modes = [
             ("bare", [], {}),
@@ -98,6 +118,10 @@ class Runner:
             self.stop(proc)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
+    def modes(self, *names):
+        every = self.client_modes + self.floor_modes + self.job_floors
+        return [m for name in names for m in every if m[0] == name]
+
     def record(self, figure, kind, unit, modes, sample):
         """sample(name, prefix, env) -> one number, taken --repeat times per
         mode, the modes taking turns so that drift in the machine's load
@@ -107,15 +131,25 @@ class Runner:
             for name, prefix, env in modes:
                 values[name].append(sample(name, prefix, env))
         base = None
+        medians = {name: statistics.median(values[name]) for name in values}
         for name, prefix, env in modes:
-            med = statistics.median(values[name])
+            med = medians[name]
             base = med if base is None else base
             ratio = med / base if base else float("nan")
+            floor = FLOOR_OF.get(name)
+            vs_floor = ""
+            if floor in medians and medians[floor] and med:
+                # A cost ratio: time per operation, for throughput too.
+                vs_floor = (med / medians[floor] if kind == COST
+                            else medians[floor] / med)
             self.rows.append(dict(figure=figure, mode=name, kind=kind, unit=unit,
                                   median=med, min=min(values[name]),
-                                  max=max(values[name]), ratio=ratio))
-            print(f"  {figure:<36} {name:<20} {med:12.2f} {unit:<8} {ratio:6.2f}x",
-                  file=sys.stderr, flush=True)
+                                  max=max(values[name]), ratio=ratio,
+                                  floor=floor if vs_floor != "" else "",
+                                  vs_floor=vs_floor))
+            shown = f"{vs_floor:6.2f}x floor" if vs_floor != "" else ""
+            print(f"  {figure:<36} {name:<22} {med:12.2f} {unit:<8} {ratio:6.2f}x "
+                  f"{shown}", file=sys.stderr, flush=True)
 
 
 def checked(metrics, what):
@@ -125,22 +159,52 @@ def checked(metrics, what):
 
 
 def bench_syscall(r, work):
-    """What one system call costs here, and what a filter adds to a call it
-    lets through (the supervisor's and the floor's own)."""
-    modes = [m for m in r.client_modes if m[0] in ("bare", "supervise emulate")]
-    modes += [m for m in r.floor_modes if m[0] == "floor emulate"]
-    r.record("cheap syscall (getppid)", COST, "ns/call", modes,
+    """What one system call costs here, what a filter adds to a call it
+    lets through (the supervisor's and the floor's own), and what one round
+    trip through a supervisor costs (getppid trapped and answered)."""
+    r.record("cheap syscall (getppid)", COST, "ns/call",
+             r.modes("bare", "supervise emulate", "floor emulate+options"),
              lambda name, p, e: r.run(p, e, [work, "syscall", r.n(200000)])["ns_per_op"])
+    reply = ("floor reply", [r.args.floor, "reply", "--"], {})
+    r.record("trapped getppid, answered", COST, "ns/call", r.modes("bare") + [reply],
+             lambda name, p, e: r.run(p, e, [work, "syscall", r.n(20000)])["ns_per_op"])
+    bench_perf_seccomp(r)
+
+
+def bench_perf_seccomp(r):
+    """The kernel's own round-trip benchmark, where this perf has it."""
+    perf = shutil.which("perf")
+    if perf is None:
+        print("bench: no perf; no `perf bench sched seccomp-notify` row", file=sys.stderr)
+        return
+    values = []
+    for _ in range(r.args.repeat):
+        result = subprocess.run([perf, "bench", "sched", "seccomp-notify"],
+                                capture_output=True, text=True, timeout=120)
+        found = [line.split()[0] for line in result.stdout.splitlines()
+                 if line.strip().endswith("usecs/op")]
+        if result.returncode != 0 or not found:
+            print("bench: `perf bench sched seccomp-notify` is not in this perf "
+                  "(perf 6.3 and later); `floor reply` measures the same round trip",
+                  file=sys.stderr)
+            return
+        values.append(float(found[0]) * 1e3)
+    med = statistics.median(values)
+    r.rows.append(dict(figure="perf bench sched seccomp-notify", mode="kernel",
+                       kind=COST, unit="ns/call", median=med, min=min(values),
+                       max=max(values), ratio=1.0, floor="", vs_floor=""))
 
 
 def bench_calls(r, work):
     echo, port = r.server([], {}, [work, "echo-server"])
-    r.record("TCP socket()+close", COST, "us/call", r.client_modes + r.floor_modes,
+    r.record("TCP socket()+close", COST, "us/call",
+             r.client_modes + r.floor_modes + r.modes("floor emulate+options"),
              lambda name, p, e: r.run(p, e, [work, "socket", r.n(20000)])["ns_per_op"] / 1e3)
-    r.record("connect() on loopback", COST, "us/conn", r.client_modes,
+    r.record("connect() on loopback", COST, "us/conn", r.client_modes + r.job_floors,
              lambda name, p, e: checked(r.run(p, e, [work, "connect", r.n(4000), port]),
                                         "connect")["ns_per_op"] / 1e3)
-    r.record("short connections, client in mode", THROUGHPUT, "conn/s", r.client_modes,
+    r.record("short connections, client in mode", THROUGHPUT, "conn/s",
+             r.client_modes + r.job_floors,
              lambda name, p, e: checked(r.run(p, e, [work, "rr", r.n(4000), port]),
                                         "rr")["ops_per_s"])
     r.stop(echo)
@@ -160,8 +224,8 @@ def bench_server(r, work):
 def bench_untrapped(r, work):
     path = os.path.join(r.tmp, "unix.sock")
     unix, _ = r.server([], {}, [work, "unix-server", path])
-    modes = [m for m in r.client_modes if m[0] in ("bare", "preload socket",
-                                                   "supervise emulate")]
+    modes = r.modes("bare", "preload socket", "supervise emulate",
+                    "floor emulate+options")
     r.record("untrapped syscalls (pipe, UDP, AF_UNIX)", THROUGHPUT, "loops/s", modes,
              lambda name, p, e: checked(r.run(p, e, [work, "untrapped", r.n(20000), path]),
                                         "untrapped")["ops_per_s"])
@@ -170,9 +234,8 @@ def bench_untrapped(r, work):
 
 def bench_scale(r, work):
     echo, port = r.server([], {}, [work, "echo-server"])
-    modes = [m for m in r.client_modes if m[0] in ("bare", "preload connect",
-                                                   "supervise emulate",
-                                                   "supervise continue")]
+    modes = r.modes("bare", "preload connect", "supervise emulate",
+                    "supervise continue") + r.job_floors
     for threads in (1, 8, 64):
         per_thread = str(max(1, int(4000 * r.args.scale) // threads))
         r.record(f"{threads} threads connecting", THROUGHPUT, "conn/s", modes,
@@ -185,7 +248,7 @@ def bench_scale(r, work):
 def bench_startup(r):
     true = shutil.which("true")
     modes = [("bare", [], {}), ("preload socket", [], r.preload["preload socket"]),
-             ("supervise", [r.args.supervisor, "--"], {})]
+             ("supervise", [r.args.supervisor, "--"], {})] + r.modes("floor emulate+options")
 
     def sample(name, prefix, env):
         runs = int(r.n(40))
@@ -194,6 +257,59 @@ def bench_startup(r):
             subprocess.run(prefix + [true], env={**os.environ, **env}, check=True)
         return (time.perf_counter() - start) / runs * 1e3
     r.record("start-up of true(1)", COST, "ms", modes, sample)
+
+
+def rss_kib(pid, field="VmRSS:"):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+def bench_agent(r, work):
+    """keepalive-agent serving a container's short connections (its
+    profile traps connect() and listen(), as oci_runtime's filter does),
+    with one container and with 100 (99 idle ones beside it), against the
+    floor doing the same job; and what each container served costs the
+    agent in memory. Two agents, one per case, take turns."""
+    if not r.args.agent or not r.args.oci_runtime:
+        print("bench: no --agent/--oci-runtime; no agent rows", file=sys.stderr)
+        return
+    agents = {}
+    for case in ("one", "many"):
+        sock = os.path.join(r.tmp, f"agent-{case}.sock")
+        proc = subprocess.Popen([r.args.agent, "--socket", sock, "--control",
+                                 os.path.join(r.tmp, f"control-{case}.sock")],
+                                stderr=subprocess.DEVNULL)
+        r.servers.append(proc)
+        for _ in range(500):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.01)
+        agents[case] = (proc, sock)
+    idle = 99
+    for i in range(idle):
+        proc = subprocess.Popen([r.args.oci_runtime, agents["many"][1], f"idle-{i}", "--",
+                                 "sleep", "3600"])
+        r.servers.append(proc)
+    echo, port = r.server([], {}, [work, "echo-server"])
+    modes = r.modes("bare", "floor continue+options") + [
+        ("agent, 1 container", [r.args.oci_runtime, agents["one"][1], "bench", "--"], {}),
+        ("agent, 100 containers", [r.args.oci_runtime, agents["many"][1], "bench", "--"],
+         {}),
+    ]
+    r.record("short connections, client in a container", THROUGHPUT, "conn/s", modes,
+             lambda name, p, e: checked(r.run(p, e, [work, "rr", r.n(4000), port]),
+                                        "rr")["ops_per_s"])
+    one, many = (rss_kib(agents[c][0].pid) for c in ("one", "many"))
+    per = (many - one) / idle
+    r.rows.append(dict(figure="keepalive-agent memory per container", mode="agent",
+                       kind=COST, unit="KiB", median=per, min=per, max=per, ratio=1.0,
+                       floor="", vs_floor=""))
+    print(f"  keepalive-agent RSS: {one} KiB serving 1 container, {many} KiB serving "
+          f"{idle + 1}: {per:.1f} KiB per container", file=sys.stderr, flush=True)
+    r.stop(echo)
 
 
 def peak_rss_kib(pid):
@@ -229,17 +345,20 @@ def bench_memory(r, work):
 
 
 def print_table(rows):
-    print(f"{'figure':<40} {'mode':<20} {'median':>12} {'min':>12} {'max':>12} "
-          f"{'unit':<8} {'vs bare':>8}")
-    print("-" * 118)
+    print(f"{'figure':<40} {'mode':<22} {'median':>12} {'min':>12} {'max':>12} "
+          f"{'unit':<8} {'vs bare':>8} {'vs floor':>9}")
+    print("-" * 130)
     last = None
     for row in rows:
         figure = row["figure"] if row["figure"] != last else ""
         last = row["figure"]
         better = "lower" if row["kind"] == COST else "higher"
-        print(f"{figure:<40} {row['mode']:<20} {row['median']:12.2f} {row['min']:12.2f} "
-              f"{row['max']:12.2f} {row['unit']:<8} {row['ratio']:7.2f}x"
-              + (f"  ({better} is better)" if figure else ""))
+        vs_floor = f"{row['vs_floor']:8.2f}x" if row["vs_floor"] != "" else " " * 9
+        print(f"{figure:<40} {row['mode']:<22} {row['median']:12.2f} {row['min']:12.2f} "
+              f"{row['max']:12.2f} {row['unit']:<8} {row['ratio']:7.2f}x {vs_floor}"
+              + (f"  ({better} is better vs bare)" if figure else ""))
+    print("vs floor: the mode's time per operation over that of the floor doing "
+          "its job (emulate: floor emulate+options; continue: floor continue+options)")
 
 
 def write_outputs(rows, out):
@@ -262,6 +381,8 @@ def main():
     parser.add_argument("--floor", required=True,
                         help="bench_floor binary (the cheapest supervisor possible)")
     parser.add_argument("--libdir", required=True, help="folder of the preload libraries")
+    parser.add_argument("--agent", help="keepalive-agent binary (agent rows)")
+    parser.add_argument("--oci-runtime", help="tests/helpers/oci_runtime (agent rows)")
     parser.add_argument("--out", required=True, help="folder for results.csv, chart.png")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0,
@@ -287,6 +408,7 @@ def main():
         bench_server(r, args.workload)
         bench_untrapped(r, args.workload)
         bench_scale(r, args.workload)
+        bench_agent(r, args.workload)
         bench_startup(r)
         bench_memory(r, args.workload)
     finally:
