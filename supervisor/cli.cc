@@ -240,7 +240,8 @@ std::optional<int> parse_interval_ms(const std::string& text) {
       seconds < 0.01 || seconds > 86400) {
     return std::nullopt;
   }
-  return static_cast<int>(std::lround(seconds * 1000));
+  // Rounded by hand: std::lround would make the program need libm.
+  return static_cast<int>(seconds * 1000 + 0.5);
 }
 
 }  // namespace
