@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -118,7 +119,8 @@ Agent::Agent(asio::io_context& io, AgentOptions options)
     : io_(io),
       options_(std::move(options)),
       retry_(io),
-      spare_(open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+      spare_(eventfd(0, EFD_CLOEXEC)),
+      flush_(io) {
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   tag_prefix_ =
@@ -315,11 +317,9 @@ void Agent::accept_control() {
               *peer, asio::buffer(*text),
               [peer, text](const boost::system::error_code&, size_t) {});
         }
-        if (!error || shed_waiting(error, control_->native_handle(),
-                                   "a `keepalive-agent status` connection "
-                                   "unanswered")) {
-          return accept_control();
-        }
+        if (!error) return accept_control();
+        shed_waiting(error, control_->native_handle(), "descriptors-status",
+                     "a `keepalive-agent status` connection unanswered");
         accept_later([this] { accept_control(); });
       });
 }
@@ -365,26 +365,44 @@ Result<std::string> Agent::serve_metrics(const std::string& address) {
 
 namespace {
 
-// One scrape: the request read (up to a blank line, 8 KiB, 5 s), then the
-// metrics in the Prometheus text format, and the connection closed.
+// Scrapes served at once, and how long one may take to send its request:
+// whoever reaches the metrics address could otherwise hold the agent's
+// descriptors, which containers need.
+constexpr size_t kMaxScrapes = 4;
+constexpr std::chrono::seconds kScrapeTimeout(2);
+
+// One scrape: the request read (up to a blank line, 8 KiB, kScrapeTimeout),
+// then the metrics in the Prometheus text format, and the connection
+// closed. Counted in `open` while it lives.
 struct Scrape {
-  explicit Scrape(asio::io_context& io) : socket(io), timer(io) {}
+  Scrape(asio::io_context& io, size_t& open_) : socket(io), timer(io), open(open_) {
+    ++open;
+  }
+  ~Scrape() { --open; }
+  Scrape(const Scrape&) = delete;
+  Scrape& operator=(const Scrape&) = delete;
   asio::ip::tcp::socket socket;
   asio::steady_timer timer;
   asio::streambuf request{size_t{8} * 1024};
   std::string response;
+  size_t& open;
 };
 
 }  // namespace
 
 void Agent::accept_metrics() {
-  auto scrape = std::make_shared<Scrape>(io_);
+  auto scrape = std::make_shared<Scrape>(io_, scrapes_);
   metrics_->async_accept(
       scrape->socket, [this, scrape](const boost::system::error_code& error) {
         if (error == asio::error::operation_aborted) return;
-        if (!error) {
+        // The one being accepted counts too: more than the cap are closed
+        // at once.
+        if (!error && scrapes_ > kMaxScrapes) {
+          boost::system::error_code ignored;
+          scrape->socket.close(ignored);
+        } else if (!error) {
           mark_cloexec(scrape->socket.native_handle());
-          scrape->timer.expires_after(kStateTimeout);
+          scrape->timer.expires_after(kScrapeTimeout);
           scrape->timer.async_wait(
               [scrape](const boost::system::error_code& e) {
                 if (e) return;
@@ -413,11 +431,9 @@ void Agent::accept_metrics() {
                     });
               });
         }
-        if (!error ||
-            shed_waiting(error, metrics_->native_handle(),
-                         "a metrics scrape unanswered")) {
-          return accept_metrics();
-        }
+        if (!error) return accept_metrics();
+        shed_waiting(error, metrics_->native_handle(), "descriptors-metrics",
+                     "a metrics scrape unanswered");
         accept_later([this] { accept_metrics(); });
       });
 }
@@ -522,16 +538,19 @@ void Agent::accept_next() {
           read_state(connection);
           return accept_next();
         }
-        if (shed_waiting(error, acceptor_->native_handle(),
-                         "a runtime's connection untaken (its container's "
-                         "trapped calls fail with ENOSYS)")) {
-          ++refused_messages_;
-          return accept_next();
+        int shed = shed_waiting(
+            error, acceptor_->native_handle(), "descriptors-runtime",
+            "a runtime's connection untaken (the runtime fails to hand its "
+            "container over, or the container's trapped calls fail with "
+            "ENOSYS)");
+        if (shed < 0) {
+          warnings_.limited("accept", "accepting a runtime's connection: " +
+                                          error.message());
         }
-        // Out of memory, say: try again in a while rather than spin on a
-        // failing accept.
-        warnings_.limited(
-            "accept", "accepting a runtime's connection: " + error.message());
+        refused_messages_ += static_cast<uint64_t>(std::max(shed, 0));
+        // Try again in a while rather than spin on a failing accept: with
+        // the table full, accept fails at once whether or not a
+        // connection waits.
         retry_.expires_after(std::chrono::milliseconds(100));
         retry_.async_wait([this](const boost::system::error_code& e) {
           if (!e) accept_next();
@@ -539,20 +558,22 @@ void Agent::accept_next() {
       });
 }
 
-bool Agent::shed_waiting(const boost::system::error_code& error, int fd,
-                         const std::string& what) {
+int Agent::shed_waiting(const boost::system::error_code& error, int fd,
+                        const std::string& kind, const std::string& what) {
   if (error.category() != boost::system::system_category() ||
       (error.value() != EMFILE && error.value() != ENFILE)) {
-    return false;
+    return -1;
   }
+  // The spare's slot takes each waiting connection in turn.
   spare_.reset();
-  int taken = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  int err = errno;
-  if (taken >= 0) close(taken);
-  spare_.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  // Nothing waiting (EAGAIN) is shed too: accepting again waits.
-  if (taken < 0 && err != EAGAIN && err != EWOULDBLOCK) return false;
-  if (taken < 0) return true;
+  int shed = 0;
+  for (int taken; (taken = accept4(fd, nullptr, nullptr,
+                                   SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0;) {
+    close(taken);
+    ++shed;
+  }
+  spare_.reset(eventfd(0, EFD_CLOEXEC));
+  if (shed == 0) return 0;
   rlimit limit{};
   getrlimit(RLIMIT_NOFILE, &limit);
   std::string table =
@@ -565,8 +586,23 @@ bool Agent::shed_waiting(const boost::system::error_code& error, int fd,
                 ", " + std::to_string(containers_.size()) +
                 (containers_.size() == 1 ? " container" : " containers") +
                 " served; raise it: LimitNOFILE=, ulimit -n)";
-  warnings_.limited("descriptors", table + ": closed " + what);
-  return true;
+  warnings_.limited(kind, table + ": closed " +
+                             (shed == 1 ? what
+                                        : std::to_string(shed) + " x " + what));
+  flush_later();
+  return shed;
+}
+
+void Agent::flush_later() {
+  if (flush_pending_) return;
+  flush_pending_ = true;
+  // A burst of rate-limited lines ends with how many were left out.
+  flush_.expires_after(
+      std::chrono::milliseconds(RateLimitedLog::kIntervalMs));
+  flush_.async_wait([this](const boost::system::error_code& e) {
+    flush_pending_ = false;
+    if (!e) warnings_.flush();
+  });
 }
 
 void Agent::accept_later(std::function<void()> again) {

@@ -139,12 +139,13 @@ class Agent {
   void accept_control();
   void accept_metrics();
   // After accepting on `fd` failed with `error`: when that was for want of
-  // a descriptor, takes the waiting connection with the spare's room and
-  // closes it at once, logging why and that it closed `what`.
-  // True when one was shed: accepting again then waits for the next
-  // connection instead of failing at once.
-  bool shed_waiting(const boost::system::error_code& error, int fd,
-                    const std::string& what);
+  // a descriptor, takes every waiting connection with the spare's room and
+  // closes it at once, logging why and that it closed `what` (rate-limited
+  // as `kind`). Returns how many it closed, or -1 for another error.
+  int shed_waiting(const boost::system::error_code& error, int fd,
+                   const std::string& kind, const std::string& what);
+  // Flushes warnings_ once the rate limit's interval has passed.
+  void flush_later();
   // Calls `again` after a pause: accepting failed for a reason that the
   // next attempt could meet too.
   void accept_later(std::function<void()> again);
@@ -167,11 +168,15 @@ class Agent {
   OptionRing ring_;
   uint64_t refused_messages_ = 0;
   boost::asio::steady_timer retry_;  // accepting again after a failure
-  // Held open for the moment the table is full: closed, it makes room to
-  // take a waiting connection and close it, which then fails its
-  // container's trapped calls (ENOSYS) instead of leaving them waiting in
-  // a backlog nobody can accept from.
+  // Held open (an eventfd: no /dev needed) for the moment the table is
+  // full: closed, it makes room to take each waiting connection and close
+  // it, which fails its container (the runtime's hand-over, or its trapped
+  // calls with ENOSYS) instead of leaving it waiting in a backlog nobody
+  // can accept from.
   UniqueFd spare_;
+  size_t scrapes_ = 0;  // metrics scrapes open, and the one being accepted
+  boost::asio::steady_timer flush_;  // flush_later's
+  bool flush_pending_ = false;
   Warnings warnings_;
   ServiceManager service_;
   std::map<uint64_t, std::unique_ptr<Container>> containers_;

@@ -259,11 +259,25 @@ int run_status(int argc, char** argv) {
     return 1;
   }
   char buf[16 * 1024];
+  size_t got = 0;
   for (;;) {
     ssize_t n = read(sock.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0) {
+      log_line("status: reading from " + keepalive::quoted(path) + ": " +
+               strerror(errno));
+      return 1;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
     fwrite(buf, 1, static_cast<size_t>(n), stdout);
+  }
+  if (got == 0) {
+    // An agent out of descriptors closes the connection unanswered.
+    log_line("status: the agent on " + keepalive::quoted(path) +
+             " closed the connection without answering (out of file "
+             "descriptors? see its log)");
+    return 1;
   }
   return fflush(stdout) == 0 ? 0 : 1;
 }
@@ -412,7 +426,8 @@ int run(int argc, char** argv) {
       log_line(why);
       return 1;
     }
-    log_line(why + "; serving the containers taken over on");
+    log_line(why + "; serving the " + std::to_string(kept) +
+             " containers taken over, and new ones while descriptors last");
   }
   AgentOptions& options = config.options;
   if (options.control_path.empty()) {

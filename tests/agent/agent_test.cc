@@ -393,6 +393,50 @@ TEST_F(AgentTest, MetricsServeTheCountersOverHttp) {
   EXPECT_EQ(target.wait_exit(10s), 0);
 }
 
+// Whoever reaches the metrics address must not hold the agent's
+// descriptors: 4 scrapes at once at most (more are closed at once), each
+// closed 2 s after it connected without a request; the next scrape is
+// answered.
+TEST_F(AgentTest, MetricsScrapesAreCappedAndTimedOut) {
+  std::unique_ptr<Child> agent = start_agent({"--metrics", "127.0.0.1:0"});
+  ASSERT_TRUE(agent->wait_for_output("metrics on http://127.0.0.1:", 5s));
+  size_t at = agent->err().find("http://127.0.0.1:") + 17;
+  int port = std::stoi(agent->err().substr(at));
+  // EOF within `bound`: the agent closed it.
+  auto closed_within = [](int fd, std::chrono::milliseconds bound) {
+    pollfd p{fd, POLLIN, 0};
+    char byte;
+    return poll(&p, 1, static_cast<int>(bound.count())) == 1 &&
+           read(fd, &byte, 1) == 0;
+  };
+  std::vector<UniqueFd> held;
+  for (int i = 0; i < 6; ++i) {
+    held.push_back(tests::connect_to(port, 5s));
+    ASSERT_TRUE(held.back().valid());
+    // Accepted in turn: the next one is seen with the earlier ones open.
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(closed_within(held[4].get(), 1s)) << "the 5th scrape was held";
+  EXPECT_TRUE(closed_within(held[5].get(), 1s)) << "the 6th scrape was held";
+  EXPECT_FALSE(closed_within(held[0].get(), 500ms))
+      << "the first scrape was closed at once";
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(closed_within(held[static_cast<size_t>(i)].get(), 3s))
+        << "scrape " << i + 1 << " still open after the timeout";
+  }
+  UniqueFd http = tests::connect_to(port, 5s);
+  ASSERT_TRUE(http.valid());
+  const char request[] = "GET /metrics HTTP/1.0\r\n\r\n";
+  ASSERT_EQ(write(http.get(), request, sizeof request - 1),
+            static_cast<ssize_t>(sizeof request - 1));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = read(http.get(), buf, sizeof buf)) > 0;) {
+    response.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(response.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << response;
+}
+
 // --group: processes of that (primary) group may hand over a listener;
 // others still may not.
 TEST_F(AgentTest, GroupLetsItsProcessesHandOverAListener) {

@@ -12,9 +12,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <memory>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <memory>
 #include <sstream>
+#include <thread>
 
 #include "tests/soak/soak_harness.h"
 #include "tests/soak/soak_runs.h"
@@ -193,6 +196,21 @@ bool start_limited_agent(int n, const std::string& dir,
   return false;
 }
 
+// The CPU time `pid` has used so far (user and system), in seconds.
+double cpu_seconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)),
+                   std::istreambuf_iterator<char>());
+  // The fields after the command's ")": state is the 3rd, utime the 14th.
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i >= 14) ticks += std::stod(field);
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 // Whether `agent` said that it ran out of descriptors (a container went
 // without its options, or failed its trapped call, because of it).
 bool said_out_of_descriptors(Child& agent) {
@@ -350,6 +368,21 @@ TEST_F(soak, agent_fd_limit) {
       }
     }
   }
+  // Its table full, the agent waits for a descriptor without spinning on
+  // accept (which fails at once then, connection or not): a status query
+  // more is closed unanswered, and says so in one line.
+  Outcome status = run({KEEPALIVE_AGENT, "status", "--control",
+                        dir + "/control.sock"},
+                       {}, 5s);
+  if (status.exit_code() != 0) {
+    EXPECT_EQ(status.exit_code(), 1) << status.transcript();
+    EXPECT_TRUE(one_line(status.err)) << status.transcript();
+  }
+  double cpu_before = cpu_seconds(agent->pid());
+  std::this_thread::sleep_for(1s);
+  double cpu_busy = cpu_seconds(agent->pid()) - cpu_before;
+  EXPECT_LT(cpu_busy, 0.2) << "the agent used " << cpu_busy
+                           << " s of CPU in 1 s, out of descriptors";
   for (auto& c : crowd) c->close_stdin();
   for (auto& c : crowd) EXPECT_TRUE(c->wait_exit(5s)) << c->transcript();
   EXPECT_EQ(wait_until_idle(dir + "/control.sock", 2s), "")
@@ -375,7 +408,9 @@ TEST_F(soak, agent_fd_limit) {
           << " unexplained_at=" << join(unexplained) << "; crowd at nofile "
           << n << ": " << crowd_served << " served, " << crowd_failed
           << " failed of " << crowd_size << ", agent fds " << before.fds
-          << " before and " << after.fds << " after";
+          << " before and " << after.fds << " after, agent CPU "
+          << cpu_busy << " s in 1 s while out of descriptors, status exit "
+          << status.exit_code();
   std::cout << figures.str() << std::endl;
   EXPECT_TRUE(hung.empty()) << "containers hung in a trapped call: "
                             << first_hang;
