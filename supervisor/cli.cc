@@ -240,8 +240,10 @@ std::optional<int> parse_interval_ms(const std::string& text) {
       seconds < 0.01 || seconds > 86400) {
     return std::nullopt;
   }
-  // Rounded by hand: std::lround would make the program need libm.
-  return static_cast<int>(seconds * 1000 + 0.5);
+  // Rounded by hand, as std::lround would make the program need libm: for
+  // a positive value (0.01 s to a day here) adding 0.5 and truncating
+  // rounds to the nearest.
+  return static_cast<int>(seconds * 1000 + 0.5);  // NOLINT(bugprone-incorrect-roundings)
 }
 
 }  // namespace
