@@ -375,7 +375,8 @@ constexpr std::chrono::seconds kScrapeTimeout(2);
 // then the metrics in the Prometheus text format, and the connection
 // closed. Counted in `open` while it lives.
 struct Scrape {
-  Scrape(asio::io_context& io, size_t& open_) : socket(io), timer(io), open(open_) {
+  Scrape(asio::io_context& io, size_t& open_)
+      : socket(io), timer(io), open(open_) {
     ++open;
   }
   ~Scrape() { --open; }

@@ -213,8 +213,8 @@ std::optional<Result<ContainerState>> StateReceiver::read_some(int sock) {
       // The kernel installs what it can and drops the rest: more fds than
       // the room given, or no descriptor free for the next one.
       if (fds_.size() - held < kMaxFds && table_full(sock)) {
-        return std::unexpected(
-            SysError{EMFILE, "receiving the runtime's fds (raise RLIMIT_NOFILE)"});
+        return std::unexpected(SysError{
+            EMFILE, "receiving the runtime's fds (raise RLIMIT_NOFILE)"});
       }
       return invalid(
           "", "the runtime sent more than " + std::to_string(kMaxFds) + " fds");
