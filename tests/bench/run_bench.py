@@ -39,6 +39,7 @@ FLOOR_OF = {
     "supervise emulate": "floor emulate+options",
     "supervise continue": "floor continue+options",
     "supervise": "floor emulate+options",
+    "supervise (static)": "floor emulate+options",
     "agent, 1 container": "floor continue+options",
     "agent, 100 containers": "floor continue+options",
 }
@@ -248,7 +249,10 @@ def bench_scale(r, work):
 def bench_startup(r):
     true = shutil.which("true")
     modes = [("bare", [], {}), ("preload socket", [], r.preload["preload socket"]),
-             ("supervise", [r.args.supervisor, "--"], {})] + r.modes("floor emulate+options")
+             ("supervise", [r.args.supervisor, "--"], {})]
+    if r.args.supervisor_static:
+        modes.append(("supervise (static)", [r.args.supervisor_static, "--"], {}))
+    modes += r.modes("floor emulate+options")
 
     def sample(name, prefix, env):
         runs = int(r.n(40))
@@ -312,6 +316,14 @@ def bench_agent(r, work):
     r.stop(echo)
 
 
+def pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def peak_rss_kib(pid):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -323,21 +335,31 @@ def peak_rss_kib(pid):
 def bench_memory(r, work):
     echo, port = r.server([], {}, [work, "echo-server"])
 
+    pss_runs = []
+
     def supervisor_rss(name, prefix, env):
         # The target makes 64 threads' worth of connections, then the
-        # supervisor's peak is read while the target is still alive.
+        # supervisor's peak is read while the target is still alive. Its
+        # PSS (shared pages divided among their users: libc's mostly) is
+        # sampled beside it: what the supervisor costs the machine.
         proc = subprocess.Popen([r.args.supervisor, "--", "sh", "-c",
                                  f'"$0" threads 64 20 {port} >/dev/null && sleep 0.5', work])
         time.sleep(0.2)
-        peak = 0
+        peak = pss = 0
         while proc.poll() is None:
             try:
                 peak = max(peak, peak_rss_kib(proc.pid))
+                pss = max(pss, pss_kib(proc.pid))
             except OSError:
                 break
             time.sleep(0.05)
+        pss_runs.append(pss)
         return peak
     r.record("supervisor peak RSS", COST, "KiB", [("supervise", [], {})], supervisor_rss)
+    med = statistics.median(pss_runs)
+    r.rows.append(dict(figure="supervisor peak PSS (sampled)", mode="supervise", kind=COST,
+                       unit="KiB", median=med, min=min(pss_runs), max=max(pss_runs),
+                       ratio=1.0, floor="", vs_floor=""))
     modes = [("bare", [], {})] + [(n, [], e) for n, e in r.preload.items()]
     r.record("RSS of a small program", COST, "KiB", modes,
              lambda name, p, e: r.run(p, e, [work, "rss"])["rss_kib"])
@@ -381,6 +403,8 @@ def main():
     parser.add_argument("--floor", required=True,
                         help="bench_floor binary (the cheapest supervisor possible)")
     parser.add_argument("--libdir", required=True, help="folder of the preload libraries")
+    parser.add_argument("--supervisor-static",
+                        help="keepalive-supervise-static binary (a start-up row)")
     parser.add_argument("--agent", help="keepalive-agent binary (agent rows)")
     parser.add_argument("--oci-runtime", help="tests/helpers/oci_runtime (agent rows)")
     parser.add_argument("--out", required=True, help="folder for results.csv, chart.png")
