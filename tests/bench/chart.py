@@ -10,9 +10,13 @@ import subprocess
 
 
 def draw(rows, out):
+    # Only figures measured against bare: a lone figure (a peak RSS, the
+    # agent's memory per container) has nothing to be relative to.
+    with_bare = {row["figure"] for row in rows if row["mode"] == "bare"}
     figures = []
     for row in rows:
-        if row["mode"] != "bare" and row["figure"] not in figures:
+        if (row["mode"] != "bare" and row["figure"] in with_bare
+                and row["figure"] not in figures):
             figures.append(row["figure"])
     data = os.path.join(out, "chart.dat")
     with open(data, "w") as f:
