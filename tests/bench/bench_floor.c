@@ -14,6 +14,15 @@
  *                                      setsockopt each) before ADDFD:
  *                                      the job of keepalive-supervise
  *                                      --strategy emulate, nothing more
+ *   bench_floor emulate-checked -- CMD ARGS
+ *                                      emulate-options, plus what
+ *                                      keepalive-supervise cannot leave
+ *                                      out: the caller's cgroups read
+ *                                      again on every call (one pread of
+ *                                      /proc/PID/cgroup), and ADDFD and
+ *                                      SEND as two ioctls (ADDFD_FLAG_SEND
+ *                                      misbehaves when the supervisor is
+ *                                      stopped: docs/kernel-addfd-send.md)
  *   bench_floor continue-options -- CMD ARGS
  *                                      trap connect() and listen(), copy
  *                                      the caller's fd (pidfd_getfd), set
@@ -94,12 +103,14 @@ enum variant {
   EMULATE,
   BLOCKING,
   EMULATE_OPTIONS,
+  EMULATE_CHECKED,
   CONTINUE_OPTIONS,
   REPLY
 };
 
 static pid_t child;
 static int child_pidfd = -1; /* continue-options */
+static int child_cgroup = -1; /* emulate-checked: /proc/CHILD/cgroup */
 
 static void die(const char* what) {
   fprintf(stderr, "bench_floor: %s: %s\n", what, strerror(errno));
@@ -264,17 +275,28 @@ static void answer(int listener, enum variant variant,
   int type = (int)req->data.args[1];
   int fd = socket((int)req->data.args[0], type | SOCK_CLOEXEC,
                   (int)req->data.args[2]);
+  if (variant == EMULATE_CHECKED) {
+    char cgroups[4096];
+    if (pread(child_cgroup, cgroups, sizeof cgroups, 0) < 0) die("pread");
+  }
   if (fd >= 0) {
-    if (variant == EMULATE_OPTIONS) set_options(fd);
+    if (variant == EMULATE_OPTIONS || variant == EMULATE_CHECKED) {
+      set_options(fd);
+    }
     /* SOCK_NONBLOCK travels with the file; close-on-exec is per fd. */
     struct seccomp_notif_addfd addfd = {
         .id = req->id,
-        .flags = SECCOMP_ADDFD_FLAG_SEND,
+        .flags = variant == EMULATE_CHECKED ? 0 : SECCOMP_ADDFD_FLAG_SEND,
         .srcfd = (__u32)fd,
         .newfd_flags = (type & SOCK_CLOEXEC) ? O_CLOEXEC : 0};
-    int err =
-        ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd) < 0 ? errno : 0;
+    int added = ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &addfd);
+    int err = added < 0 ? errno : 0;
     close(fd);
+    if (err == 0 && variant == EMULATE_CHECKED) {
+      resp->val = added;
+      ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
+      return;
+    }
     if (err == 0 || err == ENOENT) return;
     resp->error = -err; /* EMFILE at the target's limit, for one */
   } else {
@@ -337,6 +359,8 @@ int main(int argc, char** argv) {
     variant = BLOCKING;
   } else if (strcmp(argv[1], "emulate-options") == 0) {
     variant = EMULATE_OPTIONS;
+  } else if (strcmp(argv[1], "emulate-checked") == 0) {
+    variant = EMULATE_CHECKED;
   } else if (strcmp(argv[1], "continue-options") == 0) {
     variant = CONTINUE_OPTIONS;
   } else if (strcmp(argv[1], "reply") == 0) {
@@ -370,6 +394,12 @@ int main(int argc, char** argv) {
     child_pidfd = (int)syscall(SYS_pidfd_open, child, 0);
     if (child_pidfd < 0) die("pidfd_open");
   }
+  if (variant == EMULATE_CHECKED) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)child);
+    child_cgroup = open(path, O_RDONLY | O_CLOEXEC);
+    if (child_cgroup < 0) die(path);
+  }
   int listener = receive_listener(pair[0]);
   close(pair[0]);
   sigprocmask(SIG_UNBLOCK, &chld, NULL);
@@ -383,6 +413,7 @@ int main(int argc, char** argv) {
 usage:
   fprintf(stderr,
           "usage: bench_floor continue|emulate|blocking|emulate-options|"
-          "continue-options|reply [--killable] -- CMD [ARGS]\n");
+          "emulate-checked|continue-options|reply [--killable] -- CMD "
+          "[ARGS]\n");
   return 2;
 }
