@@ -34,11 +34,18 @@ constexpr bool socket_call_is_tcp(int domain, int type, int protocol) {
           protocol == kMptcpProtocol);
 }
 
+// Whether SO_PROTOCOL reads as TCP's or MPTCP's (the kernel reports the
+// protocol it chose, never 0). Of an AF_INET/AF_INET6 stream socket that
+// means TCP; the caller must know the family and type otherwise (raw IP
+// sockets of protocol IPPROTO_TCP read the same).
+constexpr bool is_tcp_protocol(int protocol) {
+  return protocol == IPPROTO_TCP || protocol == kMptcpProtocol;
+}
+
 // Whether a socket whose SO_DOMAIN, SO_TYPE and SO_PROTOCOL read these is
 // TCP (the kernel reports the protocol it chose, never 0).
 constexpr bool socket_is_tcp(int domain, int type, int protocol) {
-  return is_domain(domain) && type == SOCK_STREAM &&
-         (protocol == IPPROTO_TCP || protocol == kMptcpProtocol);
+  return is_domain(domain) && type == SOCK_STREAM && is_tcp_protocol(protocol);
 }
 
 }  // namespace keepalive::tcp

@@ -12,8 +12,9 @@ void* g_real_connect = nullptr;
 extern "C" __attribute__((visibility("default"))) int connect(
     int fd, const struct sockaddr* addr, socklen_t len) {
   // Before the call, so that TCP_SYNCNT, TCP_USER_TIMEOUT and TCP_MAXSEG
-  // already govern the handshake.
-  keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kConnect);
+  // already govern the handshake. `addr` is not read: the kernel answers
+  // EFAULT for a bad one, where reading it here would crash.
+  keepalive::preload::apply_if_tcp_protocol(fd, keepalive::Mode::kConnect);
   auto real = reinterpret_cast<ConnectFn>(
       keepalive::preload::resolve_next("connect", &g_real_connect));
   if (real == nullptr) return keepalive::preload::plain_connect(fd, addr, len);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/socket_options.h"
+#include "common/tcp.h"
 
 namespace keepalive::preload {
 namespace {
@@ -128,18 +129,40 @@ __attribute__((constructor)) void on_load() {
 
 }  // namespace
 
+namespace {
+
+// The options on TCP socket `fd`, and with debug a line saying so.
+void apply(int fd, Mode mode) {
+  ApplyReport report = apply_to(fd, g_settings, mode);
+  if (g_settings.debug()) {
+    char line[512];
+    format_applied(report, line, sizeof line);
+    print_line(line, nullptr);
+    for_each_failure(report, print_line, nullptr);
+  }
+}
+
+}  // namespace
+
 void apply_if_tcp(int fd, Mode mode) {
   int saved = errno;
   init();
   if (!g_secure && g_settings.enabled() &&
       classify_socket(fd) == SocketKind::kTcp) {
-    ApplyReport report = apply_to(fd, g_settings, mode);
-    if (g_settings.debug()) {
-      char line[512];
-      format_applied(report, line, sizeof line);
-      print_line(line, nullptr);
-      for_each_failure(report, print_line, nullptr);
-    }
+    apply(fd, mode);
+  }
+  errno = saved;
+}
+
+void apply_if_tcp_protocol(int fd, Mode mode) {
+  int saved = errno;
+  init();
+  int protocol = 0;
+  socklen_t length = sizeof protocol;
+  if (!g_secure && g_settings.enabled() &&
+      getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 &&
+      tcp::is_tcp_protocol(protocol)) {
+    apply(fd, mode);
   }
   errno = saved;
 }

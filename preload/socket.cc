@@ -21,10 +21,11 @@ extern "C" __attribute__((visibility("default"))) int socket(int domain,
                ? real(domain, type, protocol)
                : keepalive::preload::plain_socket(domain, type, protocol);
   if (fd < 0) return fd;
-  // Cheap pre-check on the arguments, the same the supervisor's filter
-  // makes; apply_if_tcp then confirms on the socket itself.
+  // The arguments give the family and type (the same check the
+  // supervisor's filter makes); SO_PROTOCOL confirms on the socket itself
+  // what protocol 0 chose.
   if (keepalive::tcp::socket_call_is_tcp(domain, type, protocol)) {
-    keepalive::preload::apply_if_tcp(fd, keepalive::Mode::kSocket);
+    keepalive::preload::apply_if_tcp_protocol(fd, keepalive::Mode::kSocket);
   }
   return fd;  // apply_if_tcp leaves errno as socket() set it
 }

@@ -94,6 +94,13 @@ int main() {
   });
   check("connect_pipe", [&] { return connect(pipe_fds[0], sa, len); });
   check("connect_bad_fd", [&] { return connect(-1, sa, len); });
+  // An address the program cannot read either: the kernel's EFAULT, never
+  // a crash in a hook that would read it first.
+  int unaddressed = socket(AF_INET, SOCK_STREAM, 0);
+  check("connect_bad_address", [&] {
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): an unmapped address
+    return connect(unaddressed, reinterpret_cast<const sockaddr*>(8), len);
+  });
 
   // MPTCP sockets refuse some TCP options, so here the hooks' own
   // setsockopt calls fail while the real call succeeds. Without MPTCP every

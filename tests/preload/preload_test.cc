@@ -217,6 +217,8 @@ TEST_P(EachLibraryTest, ErrnoIsWhatTheRealCallLeft) {
   EXPECT_NE(baseline.out.find("connect_refused -1 ECONNREFUSED\n"),
             std::string::npos);
   EXPECT_NE(baseline.out.find("connect_pipe -1 ENOTSOCK\n"), std::string::npos);
+  EXPECT_NE(baseline.out.find("connect_bad_address -1 EFAULT\n"),
+            std::string::npos);
 
   Outcome hooked = run({helper("errno_report")}, {preload({GetParam()})});
   ASSERT_EQ(hooked.exit_code(), 0) << hooked.err;

@@ -27,6 +27,15 @@ Lines concat(Lines a, const Lines& b) {
   return a;
 }
 
+size_t occurrences(const std::string& text, const std::string& needle) {
+  size_t count = 0;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + needle.size())) {
+    ++count;
+  }
+  return count;
+}
+
 bool is_our_option(const std::string& name) {
   for (int i = 0; i < kOptionCount; ++i) {
     if (name == option_info(static_cast<Option>(i)).sockopt_name) return true;
@@ -87,6 +96,25 @@ TEST(StraceTest, ConnectLibraryPrintsUpstreamsDefaultLines) {
   // All of them before the connect() they prepare.
   size_t inet_connect = trace.find("connect(", trace.find("socket(AF_INET"));
   EXPECT_LT(trace.rfind("setsockopt("), inet_connect) << trace;
+}
+
+// What the libraries ask the kernel about a socket before their options:
+// one getsockopt (SO_PROTOCOL) for connect() and socket() (whose arguments
+// give the family and type), so that a connection costs six system calls
+// more, not eight.
+TEST(StraceTest, OneGetsockoptBeforeTheOptions) {
+  for (const char* library : {kConnectLibrary, kSocketLibrary}) {
+    std::string trace = trace_client({preload({library})});
+    size_t inet = trace.find("socket(AF_INET");
+    ASSERT_NE(inet, std::string::npos) << trace;
+    size_t first_option = trace.find("setsockopt(", inet);
+    ASSERT_NE(first_option, std::string::npos) << trace;
+    std::string before = trace.substr(inet, first_option - inet);
+    EXPECT_EQ(occurrences(before, "getsockopt("), 1u)
+        << library << "\n" << trace;
+    EXPECT_EQ(occurrences(before, "SO_PROTOCOL"), 1u)
+        << library << "\n" << trace;
+  }
 }
 
 TEST(StraceTest, ConnectLibraryAddsSynCntMaxSegWindowClampInOrder) {
