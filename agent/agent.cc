@@ -371,10 +371,15 @@ namespace {
 constexpr size_t kMaxScrapes = 4;
 constexpr std::chrono::seconds kScrapeTimeout(2);
 
+// Connections shed_waiting closes in one pass; the rest wait 100 ms.
+constexpr int kShedPerPass = 64;
+
+}  // namespace
+
 // One scrape: the request read (up to a blank line, 8 KiB, kScrapeTimeout),
 // then the metrics in the Prometheus text format, and the connection
 // closed. Counted in `open` while it lives.
-struct Scrape {
+struct Agent::Scrape {
   Scrape(asio::io_context& io, size_t& open_)
       : socket(io), timer(io), open(open_) {
     ++open;
@@ -387,21 +392,23 @@ struct Scrape {
   asio::streambuf request{size_t{8} * 1024};
   std::string response;
   size_t& open;
+  bool reading = true;  // its request not read yet
 };
-
-}  // namespace
 
 void Agent::accept_metrics() {
   auto scrape = std::make_shared<Scrape>(io_, scrapes_);
   metrics_->async_accept(
       scrape->socket, [this, scrape](const boost::system::error_code& error) {
         if (error == asio::error::operation_aborted) return;
-        // The one being accepted counts too: more than the cap are closed
-        // at once.
-        if (!error && scrapes_ > kMaxScrapes) {
+        // The one being accepted counts too. Over the cap, the oldest scrape
+        // still waiting for its request makes room (a real scraper sends
+        // it at once, an idle connection could hold its place for ever),
+        // or the new one is closed if every other is being answered.
+        if (!error && scrapes_ > kMaxScrapes && !evict_idle_scrape()) {
           boost::system::error_code ignored;
           scrape->socket.close(ignored);
         } else if (!error) {
+          unread_scrapes_.push_back(scrape);
           mark_cloexec(scrape->socket.native_handle());
           scrape->timer.expires_after(kScrapeTimeout);
           scrape->timer.async_wait(
@@ -413,6 +420,7 @@ void Agent::accept_metrics() {
           asio::async_read_until(
               scrape->socket, scrape->request, "\r\n\r\n",
               [this, scrape](const boost::system::error_code& e, size_t) {
+                scrape->reading = false;
                 if (e) {
                   scrape->timer.cancel();
                   return;
@@ -432,11 +440,25 @@ void Agent::accept_metrics() {
                     });
               });
         }
+        // Out of descriptors, scrapes wait in the backlog (nothing is
+        // shed: a flood of them would keep the loop busy, and a scrape is
+        // worth nothing then).
         if (!error) return accept_metrics();
-        shed_waiting(error, metrics_->native_handle(), "descriptors-metrics",
-                     "a metrics scrape unanswered");
         accept_later([this] { accept_metrics(); });
       });
+}
+
+bool Agent::evict_idle_scrape() {
+  while (!unread_scrapes_.empty()) {
+    std::shared_ptr<Scrape> oldest = unread_scrapes_.front().lock();
+    unread_scrapes_.pop_front();
+    if (oldest && oldest->reading) {
+      boost::system::error_code ignored;
+      oldest->socket.close(ignored);
+      return true;
+    }
+  }
+  return false;
 }
 
 namespace {
@@ -465,7 +487,8 @@ std::string Agent::metrics() const {
       std::to_string(containers_.size()) +
       "\n"
       "# HELP keepalive_agent_refused_messages_total Runtime messages "
-      "refused (bad JSON, no listener, too slow).\n"
+      "refused (bad JSON, no listener, too slow) or closed unread for want "
+      "of a descriptor.\n"
       "# TYPE keepalive_agent_refused_messages_total counter\n"
       "keepalive_agent_refused_messages_total " +
       std::to_string(refused_messages_) + "\n";
@@ -565,10 +588,13 @@ int Agent::shed_waiting(const boost::system::error_code& error, int fd,
       (error.value() != EMFILE && error.value() != ENFILE)) {
     return -1;
   }
-  // The spare's slot takes each waiting connection in turn.
+  // The spare's slot takes each waiting connection in turn; a bounded
+  // number per pass, so that a flood of connections cannot hold the loop
+  // (and the containers' calls) here.
   spare_.reset();
   int shed = 0;
-  for (int taken; (taken = accept4(fd, nullptr, nullptr,
+  for (int taken; shed < kShedPerPass &&
+                  (taken = accept4(fd, nullptr, nullptr,
                                    SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0;) {
     close(taken);
     ++shed;
@@ -587,9 +613,14 @@ int Agent::shed_waiting(const boost::system::error_code& error, int fd,
                 ", " + std::to_string(containers_.size()) +
                 (containers_.size() == 1 ? " container" : " containers") +
                 " served; raise it: LimitNOFILE=, ulimit -n)";
+  // The running total makes the last line of a burst (or the count of
+  // those left out, flushed after it) say how many in all.
+  uint64_t& total = shed_totals_[kind];
+  total += static_cast<uint64_t>(shed);
   warnings_.limited(kind, table + ": closed " +
-                             (shed == 1 ? what
-                                        : std::to_string(shed) + " x " + what));
+                              (shed == 1 ? what
+                                         : std::to_string(shed) + " x " + what) +
+                              " (" + std::to_string(total) + " so far)");
   flush_later();
   return shed;
 }

@@ -19,6 +19,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <deque>
 #include <expected>
 #include <functional>
 #include <map>
@@ -121,6 +122,10 @@ class Agent {
   // The counters of status(), in the Prometheus text format.
   std::string metrics() const;
 
+  // Logs what the rate limits left out: before the agent exits or
+  // re-executes, whose burst would otherwise go uncounted.
+  void flush_warnings() { warnings_.flush(); }
+
   // What `keepalive-agent status` prints: one line for the agent, then one
   // per container served (name, pid, sockets given options, failures, its
   // settings).
@@ -129,6 +134,7 @@ class Agent {
  private:
   struct Connection;
   struct Container;
+  struct Scrape;
 
   // Serves `state`'s listener. `tag` names its fds in the store; an empty
   // one: a new container, whose listener and record go to the store.
@@ -146,6 +152,9 @@ class Agent {
                    const std::string& kind, const std::string& what);
   // Flushes warnings_ once the rate limit's interval has passed.
   void flush_later();
+  // Closes the oldest metrics scrape that has not sent its request yet;
+  // false if there is none.
+  bool evict_idle_scrape();
   // Calls `again` after a pause: accepting failed for a reason that the
   // next attempt could meet too.
   void accept_later(std::function<void()> again);
@@ -175,6 +184,8 @@ class Agent {
   // can accept from.
   UniqueFd spare_;
   size_t scrapes_ = 0;  // metrics scrapes open, and the one being accepted
+  std::deque<std::weak_ptr<Scrape>> unread_scrapes_;  // oldest first
+  std::map<std::string, uint64_t> shed_totals_;  // by shed_waiting's kind
   boost::asio::steady_timer flush_;  // flush_later's
   bool flush_pending_ = false;
   Warnings warnings_;

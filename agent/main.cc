@@ -509,6 +509,7 @@ int run(int argc, char** argv) {
       [&](const boost::system::error_code& error, int) {
         if (error) return;
         size_t reading = agent.drain([&] {
+          agent.flush_warnings();
           log_line("re-executing " + program);
           SysError failed = reexec(program, argv, agent.passable_fds());
           log_line(failed.message() + "; serving on");
@@ -528,6 +529,7 @@ int run(int argc, char** argv) {
   log_line(serving_line);
   agent.service_manager().ready(serving_line);
   io.run();
+  agent.flush_warnings();
   return 0;
 }
 

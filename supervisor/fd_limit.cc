@@ -23,6 +23,7 @@ DescriptorBudget reserve_descriptors(int descriptors) {
     }
   }
   budget.needed = fd;
+  budget.open_already = fd - static_cast<rlim_t>(descriptors);
   rlimit now = budget.original;
   if (now.rlim_cur != RLIM_INFINITY && now.rlim_cur < budget.needed) {
     if (now.rlim_max == RLIM_INFINITY || now.rlim_max >= budget.needed) {
@@ -46,9 +47,15 @@ std::string describe_shortfall(const DescriptorBudget& budget,
   if (budget.error != 0) {
     return std::string("RLIMIT_NOFILE: ") + strerrordesc_np(budget.error);
   }
+  rlim_t own = budget.needed - budget.open_already;
+  std::string beside =
+      budget.open_already > 3
+          ? " (" + std::to_string(own) + " beside the " +
+                std::to_string(budget.open_already) + " open already)"
+          : "";
   return "RLIMIT_NOFILE: " + who + " needs " +
-         std::to_string(budget.needed) +
-         " file descriptors, the hard limit is " +
+         std::to_string(budget.needed) + " file descriptors" + beside +
+         ", the hard limit is " +
          std::to_string(budget.original.rlim_max) +
          " (raise it with ulimit -n)";
 }

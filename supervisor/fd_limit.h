@@ -28,6 +28,7 @@ inline constexpr int kSupervisorDescriptors =
 struct DescriptorBudget {
   rlimit original{};        // what the supervisor was started with
   rlim_t needed = 0;        // the soft limit the supervisor needs
+  rlim_t open_already = 0;  // of those, the ones inherited (fds below)
   bool raised = false;      // the soft limit was raised (toward the hard one)
   bool enough = false;      // the soft limit is now at least `needed`
   int error = 0;            // errno of a failed getrlimit/setrlimit, or 0
@@ -41,7 +42,8 @@ DescriptorBudget reserve_descriptors(int descriptors);
 
 // The line explaining why `budget` is not enough, without the program name:
 // "RLIMIT_NOFILE: WHO needs N file descriptors, the hard limit is H (raise
-// it with ulimit -n)".
+// it with ulimit -n)", with "(D beside the I open already)" after N when
+// more than the standard three were inherited.
 std::string describe_shortfall(const DescriptorBudget& budget,
                                const std::string& who = "the supervisor");
 
