@@ -44,7 +44,8 @@
  * AF_INET or AF_INET6, (type & 0xf) == SOCK_STREAM); everything else is
  * allowed in the kernel. Per notification the loop does nothing beyond
  * poll, RECV and the answer (plus socket(), the options and close() of its
- * own copy when emulating): no identity checks, no logging, and
+ * own copy when emulating): no identity checks (emulate-checked's cgroup
+ * read aside), no logging, and
  * continue-options takes every connect() and listen() for TCP and uses one
  * pidfd, of CMD, for all (CMD's threads share its fd table; its children
  * get no options). The listener asks for
@@ -65,9 +66,9 @@
 #include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>

@@ -295,9 +295,13 @@ def bench_agent(r, work):
                                 stderr=subprocess.DEVNULL)
         r.servers.append(proc)
         for _ in range(500):
-            if os.path.exists(sock):
+            if os.path.exists(sock) or proc.poll() is not None:
                 break
             time.sleep(0.01)
+        if not os.path.exists(sock):
+            print("bench: keepalive-agent did not start (try `keepalive-agent "
+                  "check`); no agent rows", file=sys.stderr)
+            return
         agents[case] = (proc, sock)
     idle = 99
     for i in range(idle):
@@ -331,14 +335,6 @@ def pss_kib(pid):
     return 0
 
 
-def peak_rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def bench_memory(r, work):
     echo, port = r.server([], {}, [work, "echo-server"])
 
@@ -355,7 +351,7 @@ def bench_memory(r, work):
         peak = pss = 0
         while proc.poll() is None:
             try:
-                peak = max(peak, peak_rss_kib(proc.pid))
+                peak = max(peak, rss_kib(proc.pid, "VmHWM:"))
                 pss = max(pss, pss_kib(proc.pid))
             except OSError:
                 break
