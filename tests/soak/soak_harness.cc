@@ -84,6 +84,18 @@ void expect_flat(const std::vector<Sample>& samples, const std::string& who) {
   }
 }
 
+void expect_same_before_after(const std::vector<Sample>& samples,
+                              const std::string& who,
+                              const std::string& detail) {
+  ASSERT_EQ(samples.size(), 2u) << who << ": not two samples";
+  EXPECT_EQ(samples[1].fds, samples[0].fds)
+      << who << "'s fds before and after: " << describe(samples) << detail;
+  if (!kSanitized) {
+    EXPECT_LT(samples[1].rss_kib - samples[0].rss_kib, kRssGrowthBoundKib)
+        << who << "'s RSS before and after (KiB): " << describe(samples);
+  }
+}
+
 double figure(const std::string& line, const std::string& key) {
   std::istringstream words(line);
   for (std::string word; words >> word;) {

@@ -68,6 +68,14 @@ inline constexpr bool kSanitized = false;
 // from the second sample to the last. `who` names the process.
 void expect_flat(const std::vector<Sample>& samples, const std::string& who);
 
+// The same for a run sampled twice, before and after (`samples` holds the
+// two): the fds equal, and (outside sanitizer builds) the RSS grown by less
+// than kRssGrowthBoundKib from the first to the second. `detail` follows
+// the figures in a failure.
+void expect_same_before_after(const std::vector<Sample>& samples,
+                              const std::string& who,
+                              const std::string& detail = "");
+
 // The value of KEY=VALUE in `line`, as a double (NaN when absent).
 double figure(const std::string& line, const std::string& key);
 

@@ -463,8 +463,7 @@ int listen_once(bool hold) {
   }
   int keepalive = sockopt(fd, SO_KEEPALIVE);
   say("keepalive=%d", keepalive);
-  for (char c = 0; hold && read(STDIN_FILENO, &c, 1) > 0;) {
-  }
+  if (hold) drain_stdin();
   return keepalive == 1 ? 0 : 1;
 }
 

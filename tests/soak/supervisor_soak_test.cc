@@ -121,12 +121,7 @@ void stop_storm(const std::string& victim, int cycles, std::mt19937& random) {
   EXPECT_EQ(code, 0) << supervisor.transcript();
   EXPECT_GT(got["calls"], 2 * 2 * 200) << "no calls during the storm";
   expect_every_socket_kept_alive(got);
-  EXPECT_EQ(samples[1].fds, samples[0].fds)
-      << "the supervisor's fds before and after: " << describe(samples);
-  if (!kSanitized) {
-    EXPECT_LT(samples[1].rss_kib - samples[0].rss_kib, kRssGrowthBoundKib)
-        << describe(samples);
-  }
+  expect_same_before_after(samples, "keepalive-supervise");
 }
 
 TEST_F(soak, supervisor_stop_storm) {
