@@ -131,40 +131,38 @@ __attribute__((constructor)) void on_load() {
 
 namespace {
 
-// The options on TCP socket `fd`, and with debug a line saying so.
-void apply(int fd, Mode mode) {
-  ApplyReport report = apply_to(fd, g_settings, mode);
-  if (g_settings.debug()) {
-    char line[512];
-    format_applied(report, line, sizeof line);
-    print_line(line, nullptr);
-    for_each_failure(report, print_line, nullptr);
+// The options on `fd` if the process takes them and `is_tcp(fd)` holds
+// (asked only then), with debug a line saying so; errno as it was.
+template <typename Check>
+void apply_when(int fd, Mode mode, Check is_tcp) {
+  int saved = errno;
+  init();
+  if (!g_secure && g_settings.enabled() && is_tcp(fd)) {
+    ApplyReport report = apply_to(fd, g_settings, mode);
+    if (g_settings.debug()) {
+      char line[512];
+      format_applied(report, line, sizeof line);
+      print_line(line, nullptr);
+      for_each_failure(report, print_line, nullptr);
+    }
   }
+  errno = saved;
 }
 
 }  // namespace
 
 void apply_if_tcp(int fd, Mode mode) {
-  int saved = errno;
-  init();
-  if (!g_secure && g_settings.enabled() &&
-      classify_socket(fd) == SocketKind::kTcp) {
-    apply(fd, mode);
-  }
-  errno = saved;
+  apply_when(fd, mode,
+             [](int s) { return classify_socket(s) == SocketKind::kTcp; });
 }
 
 void apply_if_tcp_protocol(int fd, Mode mode) {
-  int saved = errno;
-  init();
-  int protocol = 0;
-  socklen_t length = sizeof protocol;
-  if (!g_secure && g_settings.enabled() &&
-      getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 &&
-      tcp::is_tcp_protocol(protocol)) {
-    apply(fd, mode);
-  }
-  errno = saved;
+  apply_when(fd, mode, [](int s) {
+    int protocol = 0;
+    socklen_t length = sizeof protocol;
+    return getsockopt(s, SOL_SOCKET, SO_PROTOCOL, &protocol, &length) == 0 &&
+           tcp::is_tcp_protocol(protocol);
+  });
 }
 
 void* resolve_next(const char* name, void** slot) {
