@@ -60,7 +60,7 @@ void freeze_storm(CgroupBox& box, int cycles, std::mt19937& random) {
   std::vector<pid_t> inside = box.processes();
   EXPECT_EQ(inside.size(), 4u)
       << "the supervisor, the target and its 2 workers should be in the box";
-  std::vector<Sample> samples = {sample_of(supervisor.pid())};
+  std::vector<Sample> samples = {settled_sample(supervisor.pid(), -1)};
   std::string fds_before = fd_targets(supervisor.pid());
   ASSERT_EQ(kill(target, SIGUSR1), 0) << strerror(errno);
 
@@ -83,7 +83,7 @@ void freeze_storm(CgroupBox& box, int cycles, std::mt19937& random) {
   supervisor.close_stdin();
   std::optional<std::string> line = supervisor.wait_line("checkpoint 2", 20s);
   ASSERT_TRUE(line) << supervisor.transcript();
-  samples.push_back(sample_of(supervisor.pid()));
+  samples.push_back(settled_sample(supervisor.pid(), samples[0].fds));
   std::string fds_after = fd_targets(supervisor.pid());
   ASSERT_EQ(kill(target, SIGUSR1), 0) << strerror(errno);
   std::optional<std::string> result = supervisor.wait_line("result", 20s);

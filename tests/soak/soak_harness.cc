@@ -52,9 +52,12 @@ Sample sample_of(pid_t pid) {
 
 Sample settled_sample(pid_t pid, int want) {
   Sample sample = sample_of(pid);
-  for (int i = 0; want >= 0 && sample.fds != want && i < 20; ++i) {
+  for (int i = 0; i < 20; ++i) {
+    if (want >= 0 && sample.fds == want) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    sample = sample_of(pid);
+    Sample again = sample_of(pid);
+    if (want < 0 && again.fds == sample.fds) break;
+    sample = again;
   }
   return sample;
 }

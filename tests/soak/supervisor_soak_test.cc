@@ -85,7 +85,7 @@ void stop_storm(const std::string& victim, int cycles, std::mt19937& random) {
   pid_t target = target_pid(*started);
   ASSERT_TRUE(supervisor.wait_line("checkpoint 1", 20s))
       << supervisor.transcript();
-  std::vector<Sample> samples = {sample_of(supervisor.pid())};
+  std::vector<Sample> samples = {settled_sample(supervisor.pid(), -1)};
   std::vector<pid_t> victims = victim == "supervisor"
                                    ? std::vector<pid_t>{supervisor.pid()}
                                    : processes_of(target);
@@ -105,7 +105,7 @@ void stop_storm(const std::string& victim, int cycles, std::mt19937& random) {
   supervisor.close_stdin();
   std::optional<std::string> line = supervisor.wait_line("checkpoint 2", 20s);
   ASSERT_TRUE(line) << supervisor.transcript();
-  samples.push_back(sample_of(supervisor.pid()));
+  samples.push_back(settled_sample(supervisor.pid(), samples[0].fds));
   ASSERT_EQ(kill(target, SIGUSR1), 0) << strerror(errno);
   std::optional<std::string> result = supervisor.wait_line("result", 20s);
   std::optional<int> code = supervisor.wait_exit(20s);
