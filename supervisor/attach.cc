@@ -21,7 +21,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -31,6 +30,7 @@
 #include "supervisor/log.h"
 #include "supervisor/setting_flags.h"
 #include "supervisor/syscalls.h"
+#include "supervisor/text_file.h"
 
 namespace keepalive {
 namespace {
@@ -228,8 +228,7 @@ std::optional<bool> mode_takes(Mode mode, SocketRole role) {
 }
 
 bool task_runs(const std::string& task_dir) {
-  std::ifstream stat(task_dir + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), {});
+  std::string text = read_small_file(task_dir + "/stat").value_or("");
   size_t paren = text.rfind(')');  // the name may hold anything
   char state = paren != std::string::npos && paren + 2 < text.size()
                    ? text[paren + 2]
@@ -326,17 +325,18 @@ namespace {
 // Our own lines of /proc/PID/cgroup for the v1 controllers whose class a
 // received socket takes from its receiver (net_cls, net_prio).
 std::string class_lines(pid_t pid) {
-  std::ifstream in(pid == 0 ? std::string("/proc/self/cgroup")
-                            : "/proc/" + std::to_string(pid) + "/cgroup");
   std::string lines;
-  for (std::string line; std::getline(in, line);) {
-    if (line.find(":net_cls") != std::string::npos ||
-        line.find(":net_prio") != std::string::npos ||
-        line.find(",net_cls") != std::string::npos ||
-        line.find(",net_prio") != std::string::npos) {
-      lines += line + "\n";
-    }
-  }
+  for_each_line(pid == 0 ? std::string("/proc/self/cgroup")
+                         : "/proc/" + std::to_string(pid) + "/cgroup",
+                [&](std::string_view line) {
+                  if (line.find(":net_cls") != std::string_view::npos ||
+                      line.find(":net_prio") != std::string_view::npos ||
+                      line.find(",net_cls") != std::string_view::npos ||
+                      line.find(",net_prio") != std::string_view::npos) {
+                    lines.append(line);
+                    lines += '\n';
+                  }
+                });
   return lines;
 }
 

@@ -17,7 +17,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <optional>
 #include <string>
 
@@ -33,6 +32,7 @@
 #include "supervisor/setting_flags.h"
 #include "supervisor/syscalls.h"
 #include "supervisor/target.h"
+#include "supervisor/text_file.h"
 
 #ifndef SECCOMP_FILTER_FLAG_TSYNC_ESRCH
 #define SECCOMP_FILTER_FLAG_TSYNC_ESRCH (1UL << 4)
@@ -53,18 +53,21 @@ struct Status {
 
 Status status_of(pid_t pid) {
   Status status;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    status.read = true;
-    if (line.rfind("TracerPid:", 0) == 0) {
-      status.tracer = atoi(line.c_str() + 10);
-    } else if (line.rfind("Seccomp:", 0) == 0) {
-      status.seccomp = atoi(line.c_str() + 8);
-    } else if (line.rfind("CapEff:", 0) == 0) {
-      unsigned long long caps = strtoull(line.c_str() + 7, nullptr, 16);
-      status.cap_sys_admin = (caps >> kCapSysAdmin) & 1;
-    }
-  }
+  // Each line ends at its newline in the file's text, so that the numbers
+  // after a field's name can be parsed in place.
+  status.read =
+      for_each_line("/proc/" + std::to_string(pid) + "/status",
+                    [&](std::string_view line) {
+                      if (line.starts_with("TracerPid:")) {
+                        status.tracer = atoi(line.data() + 10);
+                      } else if (line.starts_with("Seccomp:")) {
+                        status.seccomp = atoi(line.data() + 8);
+                      } else if (line.starts_with("CapEff:")) {
+                        unsigned long long caps =
+                            strtoull(line.data() + 7, nullptr, 16);
+                        status.cap_sys_admin = (caps >> kCapSysAdmin) & 1;
+                      }
+                    }) != 0;
   return status;
 }
 
@@ -91,12 +94,13 @@ int threads_seccomp(pid_t pid) {
   int mode = 0;
   while (dirent* entry = readdir(tasks)) {
     if (entry->d_name[0] == '.') continue;
-    std::ifstream in(dir + "/" + entry->d_name + "/status");
-    for (std::string line; std::getline(in, line);) {
-      if (line.rfind("Seccomp:", 0) == 0 && atoi(line.c_str() + 8) != 0) {
-        mode = atoi(line.c_str() + 8);
-      }
-    }
+    for_each_line(dir + "/" + entry->d_name + "/status",
+                  [&](std::string_view line) {
+                    if (line.starts_with("Seccomp:") &&
+                        atoi(line.data() + 8) != 0) {
+                      mode = atoi(line.data() + 8);
+                    }
+                  });
     if (mode != 0) break;
   }
   closedir(tasks);
@@ -138,9 +142,11 @@ pid_t quiet_thread(pid_t pid) {
     std::string base = dir + "/" + entry->d_name;
     if (!task_runs(base)) continue;
     if (fallback == 0 || tid == pid) fallback = tid;
-    std::ifstream syscall_file(base + "/syscall");
-    long nr = -1;
-    syscall_file >> nr;  // "running" leaves -1
+    // "NR ARGS...", or "running" (-1 here) or "-1 SP PC" (not in a call).
+    std::string text = read_small_file(base + "/syscall").value_or("");
+    char* end = nullptr;
+    long nr = strtol(text.c_str(), &end, 10);
+    if (end == text.c_str()) nr = -1;
     if (interruption_shows(nr)) continue;
     if (chosen == 0 || tid == pid) chosen = tid;
   }

@@ -12,8 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
+#include "supervisor/text_file.h"
 
 namespace keepalive {
 namespace {
@@ -118,13 +117,17 @@ bool RemoteThread::find_syscall_instruction() {
     return true;
   }
   // Else the vDSO's fallback paths have one.
-  std::ifstream maps("/proc/" + std::to_string(pid_) + "/task/" +
-                     std::to_string(tid_) + "/maps");
-  for (std::string line; std::getline(maps, line);) {
-    if (line.find("[vdso]") == std::string::npos) continue;
+  Result<std::string> maps = read_small_file(
+      "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(tid_) +
+      "/maps");
+  if (!maps) return false;
+  size_t vdso = maps->find("[vdso]");
+  if (vdso != std::string::npos) {
+    size_t line = maps->rfind('\n', vdso);
+    line = line == std::string::npos ? 0 : line + 1;
     uint64_t start = 0, end = 0;
-    if (sscanf(line.c_str(), "%lx-%lx", &start, &end) != 2 || end <= start ||
-        end - start > (1 << 20)) {
+    if (sscanf(maps->c_str() + line, "%lx-%lx", &start, &end) != 2 ||
+        end <= start || end - start > (1 << 20)) {
       return false;
     }
     std::string code(end - start, '\0');

@@ -16,27 +16,13 @@
 #include <string>
 
 #include "supervisor/syscalls.h"
+#include "supervisor/text_file.h"
 
 namespace keepalive {
 namespace {
 
 std::string proc_path(pid_t tid, const char* leaf) {
   return "/proc/" + std::to_string(tid) + "/" + leaf;
-}
-
-Result<std::string> read_small_file(const std::string& path) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return errno_error("open " + path);
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("read " + path);
-    if (n == 0) break;
-    text.append(buf, n);
-  }
-  return text;
 }
 
 // The numbers after "Name:\t" on the line that starts with `name`.
