@@ -22,6 +22,9 @@
 #                            one agent, stop storms; about 10 minutes)
 #   packaging/dev.sh bench   build, then benchmark every mode
 #                            against bare; prints a table, writes a chart
+#                            (with upstream's libkeepalive.so beside ours
+#                            when it can be fetched: KEEPALIVE_UPSTREAM_GIT
+#                            names another repository than GitHub's)
 #
 # Missing packages are installed with apt-get when run as root; otherwise
 # the one apt-get line to run is printed. The build goes to build/ in the
@@ -47,7 +50,7 @@ if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
 fi
 readonly PACKAGES
 # What the benchmark needs on top (gnuplot draws its chart).
-readonly BENCH_PACKAGES=(python3 gnuplot-nox)
+readonly BENCH_PACKAGES=(python3 gnuplot-nox git make)
 # Upper bound for the whole test run; each test also has its own timeout.
 readonly TEST_TIMEOUT_SECONDS=1800
 
@@ -356,6 +359,12 @@ sanitizer_run() {
 bench() {
   build
   install_dependencies "${BENCH_PACKAGES[@]}"
+  # Upstream's library, for the `upstream connect` row; the bench runs
+  # without that row (and says so) when it cannot be had.
+  if "$REPO/tests/bench/fetch_upstream.sh" "$BUILD/upstream-libkeepalive" \
+    ${KEEPALIVE_UPSTREAM_GIT:+"$KEEPALIVE_UPSTREAM_GIT"}; then
+    export KEEPALIVE_BENCH_UPSTREAM="$BUILD/upstream-libkeepalive"
+  fi
   cmake --build "$BUILD" --target bench
   log "table above; results.csv and chart.png in $BUILD/bench"
 }

@@ -27,7 +27,7 @@ def draw(rows, out):
                 if row["figure"] == figure and row["mode"] != "bare":
                     ratio = float(row["ratio"])
                     speed = 1 / ratio if row["kind"] == "cost" else ratio
-                    floor = 1 if row["mode"].startswith("floor") else 0
+                    floor = 1 if row["mode"].startswith(("floor", "upstream")) else 0
                     f.write(f'{index} {speed:.4f} {floor} "{row["mode"]}" "{figure}"\n')
                     labels.append((index, f'{figure} -- {row["mode"]}'))
                     index += 1

@@ -17,7 +17,9 @@ without options); `floor emulate+options` and `floor continue+options` do
 exactly the supervisor's job for each strategy (the five options, nothing
 else). Every supervised row is also given as a ratio to the floor doing
 its job ("vs floor": the mode's cost over the floor's, time per operation
-for throughput rows too; 1.00x is the floor itself).
+for throughput rows too; 1.00x is the floor itself), and `preload
+connect` to upstream's libkeepalive.so where a build of it is given
+(`upstream connect`, --upstream-libdir; tests/bench/fetch_upstream.sh).
 
 Runs inside a private network namespace when it can (unshare -n), so that
 thousands of short loopback connections leave nothing behind on the host.
@@ -36,6 +38,8 @@ COST, THROUGHPUT = "cost", "throughput"
 
 # The floor that does each supervised mode's job, for "vs floor".
 FLOOR_OF = {
+    # Not a floor: upstream's library doing the same job (--upstream-libdir).
+    "preload connect": "upstream connect",
     "supervise emulate": "floor emulate+options",
     "supervise continue": "floor continue+options",
     "supervise": "floor emulate+options",
@@ -63,6 +67,13 @@ class Runner:
         # name -> (argv prefix, extra environment)
         self.client_modes = [("bare", [], {})]
         self.client_modes += [(n, [], e) for n, e in self.preload.items()]
+        # Upstream's libkeepalive.so, where a build of it is at hand: the
+        # yardstick for ours (FLOOR_OF).
+        self.upstream = []
+        if args.upstream_libdir:
+            self.upstream = [("upstream connect", [],
+                              {"LD_PRELOAD": f"{args.upstream_libdir}/libkeepalive.so"})]
+        self.client_modes += self.upstream
         self.client_modes += [
             ("supervise emulate", [sup, "--strategy", "emulate", "--"], {}),
             ("supervise continue", [sup, "--strategy", "continue", "--"], {}),
@@ -242,7 +253,7 @@ def bench_untrapped(r, work):
 
 def bench_scale(r, work):
     echo, port = r.server([], {}, [work, "echo-server"])
-    modes = r.modes("bare", "preload connect", "supervise emulate",
+    modes = r.modes("bare", "preload connect", "upstream connect", "supervise emulate",
                     "supervise continue") + r.job_floors
     for threads in (1, 8, 64):
         per_thread = str(max(1, int(4000 * r.args.scale) // threads))
@@ -383,7 +394,8 @@ def print_table(rows):
               f"{row['max']:12.2f} {row['unit']:<8} {row['ratio']:7.2f}x {vs_floor}"
               + (f"  ({better} is better vs bare)" if figure else ""))
     print("vs floor: the mode's time per operation over that of the floor doing "
-          "its job (emulate: floor emulate+options; continue: floor continue+options)")
+          "its job (emulate: floor emulate+options; continue: floor continue+options; "
+          "preload connect: upstream's libkeepalive.so)")
 
 
 def write_outputs(rows, out):
@@ -415,7 +427,17 @@ def main():
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply every iteration count (0.1 for a quick look)")
     parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument("--upstream-libdir", default=os.environ.get("KEEPALIVE_BENCH_UPSTREAM"),
+                        help="folder of upstream's libkeepalive.so (tests/bench/"
+                        "fetch_upstream.sh builds it): an `upstream connect` row "
+                        "beside ours")
     args = parser.parse_args()
+    if args.upstream_libdir and not os.path.isfile(
+            os.path.join(args.upstream_libdir, "libkeepalive.so")):
+        parser.error(f"--upstream-libdir {args.upstream_libdir}: no libkeepalive.so in it")
+    if not args.upstream_libdir:
+        print("bench: no build of upstream's libkeepalive.so (--upstream-libdir); "
+              "`preload connect` is compared with bare only", file=sys.stderr)
 
     if not args.no_netns and os.environ.get("KEEPALIVE_BENCH_NETNS") != "1":
         if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
