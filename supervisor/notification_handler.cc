@@ -31,7 +31,10 @@ NotificationHandler::NotificationHandler(Listener& listener,
       options_(std::move(options)),
       caller_check_(listener, tasks_, options_.own, warnings_),
       options_ring_(options_.shared_ring != nullptr ? *options_.shared_ring
-                                                    : own_ring_) {}
+                                                    : own_ring_) {
+  // One io_uring_enter per socket where it is the faster way here.
+  options_ring_.keep_ring_only_if_faster();
+}
 
 NotificationHandler::~NotificationHandler() { warnings_.flush(); }
 

@@ -582,6 +582,41 @@ TEST(OptionRingSetUpTest, UsesTheRingWhereTheKernelHasIt) {
   EXPECT_EQ(ring.fallback_reason(), "");
 }
 
+// What the supervisor and the agent ask for: the ring only where it is the
+// faster way. Either way is right (the machine decides which is faster),
+// but each must be whole: the ring and nothing else, or setsockopt with the
+// ring released and the timing given as the reason; and the options come
+// out as apply_to sets them.
+TEST(OptionRingSetUpTest, KeepsTheRingOnlyWhereItMeasuresFaster) {
+  std::string why_not = WhyNoRingExpected();
+  if (!why_not.empty()) GTEST_SKIP() << why_not;
+  OptionRing ring;
+  ring.keep_ring_only_if_faster();
+  OptionRing::Path path = ring.prepare();
+  printf("path: %s %s\n", path_name(path), ring.fallback_reason().c_str());
+  if (path == OptionRing::Path::kIoUring) {
+    EXPECT_EQ(ring.fallback_reason(), "");
+    EXPECT_EQ(IoUringFds().size(), 1u);
+  } else {
+    ASSERT_EQ(path, OptionRing::Path::kSetsockopt);
+    EXPECT_EQ(ring.fallback_errno(), 0);
+    EXPECT_EQ(ring.fallback_reason().rfind(
+                  "measured faster here: five options in ", 0),
+              0u)
+        << ring.fallback_reason();
+    EXPECT_NE(ring.fallback_reason().find(" ns in one io_uring_enter"),
+              std::string::npos)
+        << ring.fallback_reason();
+    EXPECT_TRUE(IoUringFds().empty());
+    EXPECT_EQ(IoUringMappedBytes(), 0u);
+  }
+  for (Mode mode : kModes) {
+    EXPECT_EQ(CompareWithApplyTo(ring, kTcp4, Settings(), mode), "")
+        << mode_name(mode);
+  }
+  EXPECT_EQ(ring.path(), path);
+}
+
 TEST(OptionRingSetUpTest, ForcedFallbackReleasesTheRing) {
   OptionRing ring;
   if (ring.prepare() != OptionRing::Path::kIoUring) {
