@@ -74,7 +74,8 @@ class OptionRing {
   // seccomp profile)"; empty on the other paths.
   const std::string& fallback_reason() const { return fallback_reason_; }
 
-  // The errno behind fallback_reason, or 0 (forced, or not fallen back).
+  // The errno behind fallback_reason, or 0 (forced, measured slower, or
+  // not fallen back).
   int fallback_errno() const { return fallback_errno_; }
 
   // Releases the ring, if any, and uses apply_to from now on (tests; a
