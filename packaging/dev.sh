@@ -50,7 +50,7 @@ if [[ "$(dpkg --print-architecture 2>/dev/null)" == amd64 ]]; then
 fi
 readonly PACKAGES
 # What the benchmark needs on top (gnuplot draws its chart).
-readonly BENCH_PACKAGES=(python3 gnuplot-nox git make)
+readonly BENCH_PACKAGES=(python3 gnuplot-nox)
 # Upper bound for the whole test run; each test also has its own timeout.
 readonly TEST_TIMEOUT_SECONDS=1800
 
@@ -360,7 +360,8 @@ bench() {
   build
   install_dependencies "${BENCH_PACKAGES[@]}"
   # Upstream's library, for the `upstream connect` row; the bench runs
-  # without that row (and says so) when it cannot be had.
+  # without that row (and says so) when it cannot be had (no git, no
+  # network).
   if "$REPO/tests/bench/fetch_upstream.sh" "$BUILD/upstream-libkeepalive" \
     ${KEEPALIVE_UPSTREAM_GIT:+"$KEEPALIVE_UPSTREAM_GIT"}; then
     export KEEPALIVE_BENCH_UPSTREAM="$BUILD/upstream-libkeepalive"
