@@ -40,24 +40,9 @@ constexpr int kMaxCgroupDepth = 64;
 // SO_NETNS_COOKIE (Linux 5.14): which network namespace a socket is in.
 constexpr int kSoNetnsCookie = 71;
 
-// Reads a whole small file below `dirfd`; nullopt with errno set.
-std::optional<std::string> read_file_at(int dirfd, const char* name) {
-  UniqueFd fd(openat(dirfd, name, O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return std::nullopt;
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) return text;
-    text.append(buf, n);
-  }
-}
-
 void walk_cgroup(int dirfd, int depth, std::vector<pid_t>* pids) {
   // A cgroup removed while we look is simply empty.
-  if (std::optional<std::string> procs = read_file_at(dirfd, "cgroup.procs")) {
+  if (Result<std::string> procs = read_small_file_at(dirfd, "cgroup.procs")) {
     const char* p = procs->c_str();
     while (*p != '\0') {
       char* end = nullptr;

@@ -9,15 +9,15 @@
 
 namespace keepalive {
 
-Result<std::string> read_small_file(const std::string& path) {
-  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return errno_error("open " + path);
+Result<std::string> read_small_file_at(int dirfd, const char* name) {
+  UniqueFd fd(openat(dirfd, name, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return errno_error(std::string("open ") + name);
   std::string text;
   char buf[4096];
   for (;;) {
     ssize_t n = read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return errno_error("read " + path);
+    if (n < 0) return errno_error(std::string("read ") + name);
     if (n == 0) break;
     text.append(buf, n);
   }

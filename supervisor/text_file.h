@@ -4,6 +4,8 @@
 // the supervisor and run its start-up work in every supervised program.
 #pragma once
 
+#include <fcntl.h>
+
 #include <string>
 #include <string_view>
 
@@ -11,8 +13,13 @@
 
 namespace keepalive {
 
+// The whole text of `name`, relative to directory `dirfd` (or AT_FDCWD).
+Result<std::string> read_small_file_at(int dirfd, const char* name);
+
 // The whole text of `path`.
-Result<std::string> read_small_file(const std::string& path);
+inline Result<std::string> read_small_file(const std::string& path) {
+  return read_small_file_at(AT_FDCWD, path.c_str());
+}
 
 // Calls `each(line)` for every line of `path` (without its newline) and
 // returns how many there were; 0 when the file cannot be read.
