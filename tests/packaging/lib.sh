@@ -69,13 +69,16 @@ start_server() {
 }
 
 # Prints the pid of the process holding an established TCP connection to
-# 127.0.0.1:PORT (its peer is the server), waiting up to 10 s for it.
+# 127.0.0.1:PORT (its peer is the server), waiting up to 10 s for it. The
+# connection must be held by one process alone: an emulating supervisor
+# closes its copy of the socket just after handing it over, and the target
+# may already have connected by then.
 client_pid() {
   local port=$1 i found
   for i in $(seq 200); do
     found=$(ss -tnpH state established "( dst 127.0.0.1:$port )" 2>/dev/null |
-            grep -o 'pid=[0-9]*' | head -n 1 || true)
-    if [[ -n $found ]]; then
+            grep -o 'pid=[0-9]*' | sort -u || true)
+    if [[ -n $found && $(wc -l <<<"$found") -eq 1 ]]; then
       echo "${found#pid=}"
       return 0
     fi
