@@ -163,8 +163,8 @@ case_systemd() {
   exec 4<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect; stderr: $(cat "$SCRATCH/stderr")"
   local client server
   client=$(client_port "$port") || fail "no connection to port $port"
-  server=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | head -n 1)
-  expect_declared_options "${server#pid=}" "$client"
+  server=$(server_pid "$port") || fail "no process accepted the connection on port $port"
+  expect_declared_options "$server" "$client"
   exec 4>&-
 
   kill -TERM "$sup"  # systemctl stop

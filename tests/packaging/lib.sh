@@ -68,15 +68,15 @@ start_server() {
   [[ $SERVER_PORT =~ ^[0-9]+$ ]] || fail "hold_server.py did not start"
 }
 
-# Prints the pid of the process holding an established TCP connection to
-# 127.0.0.1:PORT (its peer is the server), waiting up to 10 s for it. The
-# connection must be held by one process alone: an emulating supervisor
-# closes its copy of the socket just after handing it over, and the target
-# may already have connected by then.
-client_pid() {
-  local port=$1 i found
+# Prints the pid of the one process holding the established TCP connection
+# that the ss filter FILTER selects, waiting up to 10 s for it. One process
+# alone must hold it: an emulating supervisor closes its copy of a socket
+# just after handing it over, and the target may already have connected by
+# then; and an accepted connection has no holder until accept() returns.
+connection_holder() {
+  local filter=$1 i found
   for i in $(seq 200); do
-    found=$(ss -tnpH state established "( dst 127.0.0.1:$port )" 2>/dev/null |
+    found=$(ss -tnpH state established "$filter" 2>/dev/null |
             grep -o 'pid=[0-9]*' | sort -u || true)
     if [[ -n $found && $(wc -l <<<"$found") -eq 1 ]]; then
       echo "${found#pid=}"
@@ -86,6 +86,12 @@ client_pid() {
   done
   return 1
 }
+
+# The pid of the client of 127.0.0.1:PORT (its peer is the server).
+client_pid() { connection_holder "( dst 127.0.0.1:$1 )"; }
+
+# The pid of the server that accepted a connection on PORT.
+server_pid() { connection_holder "( sport = :$1 )"; }
 
 # Prints the local port of the client side of an established connection to
 # 127.0.0.1:PORT, waiting up to 10 s.

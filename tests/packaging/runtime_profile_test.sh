@@ -76,8 +76,8 @@ run_server() {
   exec 4<>"/dev/tcp/127.0.0.1/$port" || fail "cannot connect to nc -l; stderr: $(cat "$err")"
   local client server
   client=$(client_port "$port") || fail "no connection to port $port"
-  server=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | head -n 1)
-  expect_default_options "${server#pid=}" "$client"
+  server=$(server_pid "$port") || fail "no process accepted the connection on port $port"
+  expect_default_options "$server" "$client"
   exec 4>&-  # nc sees EOF and exits
   local status=0
   wait "$sup" || status=$?
