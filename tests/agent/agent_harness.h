@@ -85,6 +85,25 @@ class AgentTest : public tests::ScratchDirTest {
     return agent;
   }
 
+  // Waits up to `bound` until `keepalive-agent status` begins with `start`
+  // ("0 containers", "1 container,"): the agent has taken a container in,
+  // or dropped it and closed what it held of it.
+  bool wait_for_status(const std::string& start,
+                       std::chrono::milliseconds bound = 10s) const {
+    auto deadline = std::chrono::steady_clock::now() + bound;
+    for (;;) {
+      tests::Outcome status = tests::run(
+          {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
+      if (status.out.starts_with(start)) return true;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        ADD_FAILURE() << "keepalive-agent status never began with '" << start
+                      << "'; it said: " << status;
+        return false;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
   // Runs a container that connects to a loopback server, handed to the
   // agent with `runtime_flags` (--metadata, --annotation), and returns the
   // options its socket reads back.

@@ -546,7 +546,7 @@ TEST_F(AgentTest, AContainerKilledMidCallIsDroppedCleanly) {
   AcceptingServer server;
   // A first container sets up what the agent keeps (its options ring).
   EXPECT_EQ(options_of_container(*agent, "first", {})["SO_KEEPALIVE"], 1);
-  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(wait_for_status("0 containers")) << agent->transcript();
   int fds_before = open_fds(agent->pid());
   for (int round = 0; round < 3; ++round) {
     Child storm({KEEPALIVE_OCI_RUNTIME, socket_path(), "storm", "--",
@@ -845,12 +845,12 @@ TEST_F(RuntimeTest, FiftyContainersInTurnLeaveTheAgentAsTheyFoundIt) {
         << run;
     if (i == 10) {
       // The agent takes the container's end as its listener's hang-up.
-      std::this_thread::sleep_for(100ms);
+      ASSERT_TRUE(wait_for_status("0 containers")) << agent->transcript();
       fds_after_10 = open_fds(agent->pid());
       rss_after_10 = rss_kib(agent->pid());
     }
   }
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(wait_for_status("0 containers")) << agent->transcript();
   int fds = open_fds(agent->pid());
   int rss = rss_kib(agent->pid());
   RecordProperty("agent_fds", fds);

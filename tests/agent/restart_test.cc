@@ -101,7 +101,7 @@ TEST_F(AgentTest, ReexecutingOnSighupKeepsServingAContainerMidLoop) {
   Child client({KEEPALIVE_OCI_RUNTIME, socket_path(), "loop", "--",
                 tests::raw_tcp_path(), "signals", "30000", "--connect",
                 std::to_string(server.port())});
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(wait_for_status("1 container,")) << agent->transcript();
   int fds_before = open_fds_but_ring(agent->pid());
   for (int i = 1; i <= 3; ++i) {
     kill(agent->pid(), SIGHUP);
@@ -190,6 +190,7 @@ TEST_F(AgentTest, ASighupWaitsForTheMessageBeingRead) {
   std::unique_ptr<Child> agent = start_agent({});
   LiveListener listener;
   ASSERT_TRUE(is_open(listener.fd()));
+  int fds_idle = open_fds(agent->pid());
   UniqueFd runtime = connect_to_agent();
   std::string state = state_json();
   size_t half = state.size() / 2;
@@ -197,7 +198,13 @@ TEST_F(AgentTest, ASighupWaitsForTheMessageBeingRead) {
             static_cast<ssize_t>(half));
   // As runc does: its copy is closed once sent.
   listener.take();
-  std::this_thread::sleep_for(200ms);  // read by the agent
+  // Read by the agent: it holds the connection and the listener it carried.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (open_fds(agent->pid()) < fds_idle + 2 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_GE(open_fds(agent->pid()), fds_idle + 2) << agent->transcript();
   kill(agent->pid(), SIGHUP);
   ASSERT_TRUE(
       agent->wait_for_output("re-executing once 1 runtime's message is in", 5s))
@@ -228,7 +235,8 @@ TEST_F(AgentTest, AReexecutedAgentThatCannotMakeItsControlSocketServesOn) {
                 tests::raw_tcp_path(), "signals", "30000", "--connect",
                 std::to_string(server.port())});
   ASSERT_TRUE(wait_for_count(*agent, "listening on", 1, 10s));
-  std::this_thread::sleep_for(100ms);
+  // The container is the agent's before the restart.
+  ASSERT_TRUE(wait_for_status("1 container,")) << agent->transcript();
   std::string control = path("run/control.sock");
   ASSERT_EQ(unlink(control.c_str()), 0);
   UniqueFd squatter = listening_at(control);
