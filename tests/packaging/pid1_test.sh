@@ -169,12 +169,22 @@ case_signal_group() {
     rm -f ready1 ready2 events
     local args=()
     [[ $flag == -g ]] && args=(-g)
-    "$SUP" "${args[@]}" -- sh -c '
+    # The child gives the grandchild time to record a SIGTERM: until it has
+    # (10 s at most) with -g, one second without (the window in which a
+    # wrongly sent one would show).
+    GROUP=${args[*]} "$SUP" "${args[@]}" -- sh -c '
       sh -c "trap \"echo grandchild-term >> events; exit 0\" TERM
              touch ready2
              while :; do sleep 0.1; done" &
       gc=$!
-      trap "echo child-term >> events; sleep 1; kill -KILL $gc 2>/dev/null; exit 0" TERM
+      settle() {
+        if [ -z "$GROUP" ]; then sleep 1; return; fi
+        n=0
+        until grep -qx grandchild-term events 2>/dev/null || [ $n -ge 100 ]; do
+          sleep 0.1; n=$((n + 1))
+        done
+      }
+      trap "echo child-term >> events; settle; kill -KILL $gc 2>/dev/null; exit 0" TERM
       touch ready1
       while :; do sleep 0.1; done' &
     local sup=$!

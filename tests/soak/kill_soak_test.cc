@@ -121,10 +121,7 @@ TEST_F(soak, supervisor_target_killed) {
     std::optional<std::string> reaped = nursery.wait_line("reaped", 10s);
     ASSERT_TRUE(reaped) << "child " << k << "\n" << nursery.transcript();
     if (k == 1 || k % std::max(1, children / 10) == 0) {
-      if (baseline < 0) {
-        std::this_thread::sleep_for(50ms);
-        baseline = sample_of(nursery.pid()).fds;
-      }
+      if (baseline < 0) baseline = settled_sample(nursery.pid(), -1).fds;
       samples.push_back(settled_sample(nursery.pid(), baseline));
     }
     ASSERT_EQ(kill(parent, SIGUSR1), 0) << strerror(errno);

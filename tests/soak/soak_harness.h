@@ -45,8 +45,9 @@ Sample sample_of(pid_t pid);
 // differs from `want`: a descriptor held for a call in flight (the task
 // cache's pidfd of a new thread, a /proc file, the copy of a call just
 // answered) closes within that, a leaked one stays. want < 0: the first
-// fd count two looks 10 ms apart agree on (a baseline taken just as a
-// call ends would otherwise count its descriptor).
+// fd count that five looks 10 ms apart agree on, within about 400 ms (a
+// baseline taken just as a call ends would otherwise count its
+// descriptor).
 Sample settled_sample(pid_t pid, int want);
 
 // "fds=[a,b,...] rss_kib=[x,y,...]".
