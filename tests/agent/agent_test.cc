@@ -22,8 +22,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -425,8 +427,10 @@ TEST_F(AgentTest, IdleScrapesNeitherPileUpNorKeepScrapersOut) {
     return response;
   };
   std::vector<UniqueFd> idle;
+  std::vector<std::chrono::steady_clock::time_point> opened;
   for (int i = 0; i < 4; ++i) {
     idle.push_back(tests::connect_to(port, 5s));
+    opened.push_back(std::chrono::steady_clock::now());
     ASSERT_TRUE(idle.back().valid());
     // Accepted in turn: the next one is seen with the earlier ones open.
     std::this_thread::sleep_for(50ms);
@@ -436,8 +440,15 @@ TEST_F(AgentTest, IdleScrapesNeitherPileUpNorKeepScrapersOut) {
   EXPECT_EQ(response.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << response;
   EXPECT_TRUE(closed_within(idle[0].get(), 1s))
       << "the oldest idle scrape was not closed";
-  EXPECT_FALSE(closed_within(idle[1].get(), 200ms))
-      << "a younger idle scrape was closed at once";
+  // A younger one stays open until its own timeout, 2 s after it was
+  // accepted: looked at only while well short of that.
+  if (std::chrono::steady_clock::now() - opened[1] < 1500ms) {
+    EXPECT_FALSE(closed_within(idle[1].get(), 200ms))
+        << "a younger idle scrape was closed at once";
+  } else {
+    std::cout << "not checked that the second idle scrape stayed open: the "
+                 "scrape took so long that its timeout was near\n";
+  }
   // The rest are closed at their timeout.
   for (size_t i = 1; i < idle.size(); ++i) {
     EXPECT_TRUE(closed_within(idle[i].get(), 3s))

@@ -278,8 +278,7 @@ TEST(Daemonizing, NginxKeepsItsSupervisorThroughAReload) {
   if (geteuid() != 0) GTEST_SKIP() << "nginx is run as root here";
   Nginx nginx;
   ASSERT_TRUE(nginx.ok());
-  int first = free_port(), second = free_port();
-  while (second == first) second = free_port();
+  int first = free_port();
   nginx.configure({first});
 
   // Started the classic way, inside $(...): the shell gets the launcher's
@@ -314,7 +313,10 @@ TEST(Daemonizing, NginxKeepsItsSupervisorThroughAReload) {
       << "first listening socket: " << detail;
 
   // A reload makes the master listen() again, long after the launcher
-  // returned: the detached server must answer it.
+  // returned: the detached server must answer it. Its port is picked just
+  // before, so that nothing else takes it in the meantime.
+  int second = free_port();
+  while (second == first) second = free_port();
   nginx.configure({first, second});
   Outcome reload = run(nginx.command({"-s", "reload"}), {}, 20s);
   ASSERT_EQ(reload.shell_status(), 0) << reload.err;
