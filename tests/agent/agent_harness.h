@@ -29,6 +29,7 @@
 #include "tests/common/scratch_dir.h"
 #include "tests/common/seccomp_listener.h"
 #include "tests/supervisor/options_harness.h"
+#include "tests/support/agent_status.h"
 
 namespace keepalive::agent {
 
@@ -85,23 +86,19 @@ class AgentTest : public tests::ScratchDirTest {
     return agent;
   }
 
-  // Waits up to `bound` until `keepalive-agent status` begins with `start`
-  // ("0 containers", "1 container,"): the agent has taken a container in,
-  // or dropped it and closed what it held of it.
+  // Waits up to `bound` until the agent's status begins with `start`
+  // ("0 containers", "1 container,"): it has taken a container in, or
+  // dropped it and closed what it held of it.
   bool wait_for_status(const std::string& start,
                        std::chrono::milliseconds bound = 10s) const {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    for (;;) {
-      tests::Outcome status = tests::run(
-          {KEEPALIVE_AGENT, "status", "--control", path("run/control.sock")});
-      if (status.out.starts_with(start)) return true;
-      if (std::chrono::steady_clock::now() >= deadline) {
-        ADD_FAILURE() << "keepalive-agent status never began with '" << start
-                      << "'; it said: " << status;
-        return false;
-      }
-      std::this_thread::sleep_for(10ms);
+    std::string last;
+    if (tests::wait_for_agent_status(path("run/control.sock"), start, bound,
+                                     &last)) {
+      return true;
     }
+    ADD_FAILURE() << "the agent's status never began with '" << start
+                  << "'; it said: " << last;
+    return false;
   }
 
   // Runs a container that connects to a loopback server, handed to the

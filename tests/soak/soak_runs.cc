@@ -1,15 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "tests/soak/soak_runs.h"
 
-#include <stdio.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <chrono>
-#include <thread>
+#include "tests/support/agent_status.h"
 
 namespace keepalive::tests {
 
@@ -52,36 +44,9 @@ void expect_every_socket_kept_alive(const Options& result) {
   EXPECT_EQ(result.at("fdleak"), 0) << "fds left in the target";
 }
 
-std::string agent_status(const std::string& path, milliseconds bound) {
-  UniqueFd sock(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
-  // An agent out of descriptors never accepts: the connection then waits
-  // in its backlog, and so would the read.
-  timeval limit{static_cast<time_t>(bound.count() / 1000),
-                static_cast<suseconds_t>(bound.count() % 1000 * 1000)};
-  setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  if (connect(sock.get(), reinterpret_cast<sockaddr*>(&address),
-              sizeof address) != 0) {
-    return "";
-  }
-  std::string text;
-  char buffer[4096];
-  for (ssize_t n; (n = read(sock.get(), buffer, sizeof buffer)) > 0;) {
-    text.append(buffer, n);
-  }
-  return text;
-}
-
 std::string wait_until_idle(const std::string& control, milliseconds bound) {
-  auto deadline = std::chrono::steady_clock::now() + bound;
   std::string status;
-  while (std::chrono::steady_clock::now() < deadline) {
-    status = agent_status(control, std::min(bound, milliseconds(2s)));
-    if (status.starts_with("0 containers")) return "";
-    std::this_thread::sleep_for(5ms);
-  }
+  if (wait_for_agent_status(control, "0 containers", bound, &status)) return "";
   return status;
 }
 

@@ -34,10 +34,6 @@ std::vector<std::string> soak_loop(int procs, int threads,
 // a new TCP socket with SO_KEEPALIVE and left no fd behind.
 void expect_every_socket_kept_alive(const Options& result);
 
-// What `keepalive-agent status` answers, read from the control socket at
-// `path` within `bound` ("" if it cannot be reached or says nothing).
-std::string agent_status(const std::string& path, milliseconds bound = 2s);
-
 // Waits (`bound` at most) until the agent serves no container: the last
 // one's exit has reached it. "" then, else its last status.
 std::string wait_until_idle(const std::string& control,
